@@ -1,0 +1,54 @@
+# shortsci_bench: `make help` lists the targets.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DATA_STAMP := data/.mnist/.mirror-stamp.json
+export PYTHONUNBUFFERED := 1
+export WANDB_MODE ?= offline
+
+.PHONY: help install data test test-slow lint format demo bench report clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip setuptools wheel
+	$(BIN)/python -m pip install -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install pinned dependencies (fast when nothing changed)
+
+data: $(STAMP) ## verify ../shared/data and unpack it into data/ (torchvision layouts)
+	$(BIN)/python -m shortsci_bench.data.mirror
+
+test: install data ## run the fast test suite (within ~10 min on 2 cores)
+	$(BIN)/python -m pytest -m "not slow" -q
+
+test-slow: install data ## run the slow end-to-end checks too
+	$(BIN)/python -m pytest -q
+
+lint: install ## ruff lint and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install ## apply ruff's formatting and safe fixes
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+demo: install data ## run batchnorm_mnist at the quick tier (both arms, 3 seeds) and print the verdicts
+	$(BIN)/python -m shortsci_bench -m +experiment=batchnorm_mnist arm=bn,plain seed=0,1,2 scale=quick
+	$(BIN)/python -m shortsci_bench.collect --experiment batchnorm_mnist
+
+bench: install data ## print the benchmarks' ratios against their baselines
+	$(BIN)/python bench/overhead.py
+	$(BIN)/python bench/data.py
+	@for b in bench/cifar_data.py bench/collect_bench.py; do test -f $$b && $(BIN)/python $$b || true; done
+
+report: install ## write report/index.html from all runs and published results
+	$(BIN)/python -m shortsci_bench.collect --format html --out report/
+
+clean: ## remove runs/, report/ (not data/ or .venv/)
+	rm -rf runs report

@@ -1,0 +1,1 @@
+"""shortsci_bench: runnable, checkable reproductions of ShortScience.org summaries."""

@@ -1,0 +1,30 @@
+"""`python -m shortsci_bench +experiment=NAME [scale=smoke|quick|paper] [seed=N] [arm=ARM]`."""
+
+from __future__ import annotations
+
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from shortsci_bench.config import ConfigError, register_resolvers
+from shortsci_bench.data.errors import DatasetMissingError
+
+register_resolvers()
+
+
+@hydra.main(config_path="../conf", config_name="config", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    from shortsci_bench.run import run
+
+    try:
+        record = run(cfg)
+    except (ConfigError, DatasetMissingError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    if record is not None and record.status == "failed":
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

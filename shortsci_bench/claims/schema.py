@@ -1,0 +1,197 @@
+"""Schema of `experiments/<paper_slug>/claims.yaml`.
+
+Every claim rests on a verbatim quote with its seed file and line (or, marked
+`source.kind: paper`, on the paper itself). Validation errors name the file,
+the claim id and the field. No torch here: the collector and catalogue load it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+Tier = Literal["smoke", "quick", "paper"]
+EXPERIMENTS_DIR = Path(__file__).resolve().parents[2] / "experiments"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SummarySource(Strict):
+    kind: Literal["summary"] = "summary"
+    file: str  # a file name in shared/seeds, e.g. 001_113064d0e25c0987.txt
+    line: int = Field(ge=1)
+
+
+class PaperSource(Strict):
+    kind: Literal["paper"]
+    where: str  # e.g. "Table 1", "Section 4.1"
+    evidence: str = ""  # where it was checked, e.g. "shared/docs/paper-numbers.md section 8 [P]"
+
+
+Source = Annotated[SummarySource | PaperSource, Field(discriminator="kind")]
+
+
+class Stats(Strict):
+    min_seeds: int = Field(default=3, ge=1)
+    confidence: float = Field(default=0.95, gt=0.5, lt=1.0)
+
+
+class Side(Strict):
+    """One side of an ordering: an arm's metric (the metric defaults to the claim's)."""
+
+    arm: str
+    metric: str | None = None
+
+
+class ClaimBase(Strict):
+    id: str = Field(pattern=r"^[a-z0-9_]+$")
+    statement: str  # our plain restatement of what is checked
+    quote: str  # verbatim from the source (stripped form for seeds 000 and 001)
+    source: Source
+    status: Literal["active", "not_attempted"] = "active"
+    reason: str | None = None  # required when not_attempted
+    experiment: str | None = None
+    metric: str | None = None
+    tiers: list[Tier] = Field(default_factory=lambda: ["paper"])
+    stats: Stats = Field(default_factory=Stats)
+    note: str | None = None
+
+    @model_validator(mode="after")
+    def _status_consistent(self):
+        if self.status == "not_attempted" and not self.reason:
+            raise ValueError("status not_attempted needs a `reason`")
+        if self.status == "active" and (not self.experiment or not self.metric):
+            raise ValueError("an active claim needs `experiment` and `metric`")
+        return self
+
+
+class ValueClaim(ClaimBase):
+    """The arm's metric should equal `target` within `tolerance` (auto when null)."""
+
+    kind: Literal["value"]
+    arm: str | None = None
+    target: float | None = None
+    tolerance: float | None = Field(default=None, ge=0)
+    n_eval: int | None = Field(default=None, ge=1)  # test-set size, for binomial tolerance
+
+    @model_validator(mode="after")
+    def _needs_target(self):
+        if self.status == "active" and (self.arm is None or self.target is None):
+            raise ValueError("an active value claim needs `arm` and `target`")
+        return self
+
+
+class OrderingClaim(ClaimBase):
+    """`better` beats `worse` on the metric, paired by seed."""
+
+    kind: Literal["ordering"]
+    better: Side | None = None
+    worse: Side | None = None
+    higher_is_better: bool = True
+    margin: float = 0.0  # the claimed minimum gap, in metric units
+
+    @model_validator(mode="after")
+    def _needs_sides(self):
+        if self.status == "active" and (self.better is None or self.worse is None):
+            raise ValueError("an active ordering claim needs `better` and `worse`")
+        return self
+
+
+class PropertyClaim(ClaimBase):
+    """The arm's metric meets `op threshold` (judged on the interval of its mean)."""
+
+    kind: Literal["property"]
+    arm: str | None = None
+    op: Literal["<", "<=", ">", ">="] | None = None
+    threshold: float | None = None
+
+    @model_validator(mode="after")
+    def _needs_condition(self):
+        if self.status == "active" and (
+            self.arm is None or self.op is None or self.threshold is None
+        ):
+            raise ValueError("an active property claim needs `arm`, `op` and `threshold`")
+        return self
+
+
+Claim = Annotated[ValueClaim | OrderingClaim | PropertyClaim, Field(discriminator="kind")]
+
+
+class Paper(Strict):
+    title: str
+    authors: list[str]
+    year: int
+    arxiv: str | None = None
+    venue: str | None = None
+
+
+class PaperClaims(Strict):
+    slug: str = Field(pattern=r"^[a-z0-9_]+$")
+    paper: Paper
+    sources: list[SummarySource] = Field(min_length=1)
+    status: Literal["active", "not_attempted"] = "active"
+    reason: str | None = None
+    experiments: list[str] = Field(default_factory=list)
+    claims: list[Claim] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.status == "not_attempted":
+            if not self.reason:
+                raise ValueError("status not_attempted needs a `reason`")
+        ids = [c.id for c in self.claims]
+        dupes = {i for i in ids if ids.count(i) > 1}
+        if dupes:
+            raise ValueError(f"duplicate claim ids: {sorted(dupes)}")
+        return self
+
+
+class ClaimsError(ValueError):
+    """A claims file that does not validate; the message names file, claim and field."""
+
+
+def _describe(err: ValidationError, raw: dict) -> str:
+    lines = []
+    for e in err.errors():
+        loc = list(e["loc"])
+        where = ".".join(str(p) for p in loc)
+        if len(loc) >= 2 and loc[0] == "claims" and isinstance(loc[1], int):
+            try:
+                where = (
+                    f"claim {raw['claims'][loc[1]].get('id', '#' + str(loc[1]))!r}, field "
+                    + ".".join(str(p) for p in loc[2:])
+                )
+            except (KeyError, IndexError, AttributeError, TypeError):
+                pass
+        lines.append(f"  {where}: {e['msg']}")
+    return "\n".join(lines)
+
+
+def load_paper(path: str | Path) -> PaperClaims:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ClaimsError(f"{path}: not valid YAML ({exc})") from exc
+    if not isinstance(raw, dict):
+        raise ClaimsError(f"{path}: expected a mapping at the top level")
+    raw.setdefault("slug", path.parent.name)
+    try:
+        paper = PaperClaims.model_validate(raw)
+    except ValidationError as exc:
+        raise ClaimsError(f"{path}: invalid claims\n{_describe(exc, raw)}") from exc
+    if paper.slug != path.parent.name:
+        raise ClaimsError(
+            f"{path}: slug {paper.slug!r} differs from its folder {path.parent.name!r}"
+        )
+    return paper
+
+
+def load_all(experiments_dir: str | Path | None = None) -> list[PaperClaims]:
+    root = Path(experiments_dir) if experiments_dir else EXPERIMENTS_DIR
+    return [load_paper(p) for p in sorted(root.glob("*/claims.yaml"))]

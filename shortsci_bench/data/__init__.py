@@ -1,0 +1,1 @@
+"""Datasets: torchvision's own classes, fed from a local mirror when there is one."""

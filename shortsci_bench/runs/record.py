@@ -1,0 +1,94 @@
+"""The run record: one `result.json` per run, written atomically.
+
+This module imports no torch: the collector reads thousands of records with it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+RECORD_NAME = "result.json"
+
+Status = Literal["completed", "diverged", "failed"]
+Tier = Literal["smoke", "quick", "paper"]
+
+
+class Provenance(BaseModel):
+    """Where a result came from: enough to re-run it and to doubt it."""
+
+    model_config = ConfigDict(extra="allow")
+
+    config: dict[str, Any]
+    command: str = ""
+    git_commit: str | None = None
+    git_dirty: bool | None = None
+    versions: dict[str, str] = Field(default_factory=dict)
+    device: str = "cpu"
+    hostname: str = ""
+    data: dict[str, Any] = Field(default_factory=dict)  # source, checksums, split manifests
+    started_at: str = ""
+    finished_at: str = ""
+
+
+class RunRecord(BaseModel):
+    """A finished (or failed) run. `metrics` are final values; `history` is per evaluation."""
+
+    model_config = ConfigDict(extra="allow")
+
+    schema_version: int = SCHEMA_VERSION
+    experiment: str
+    arm: str
+    tier: Tier
+    seed: int
+    config_hash: str
+    status: Status
+    metrics: dict[str, float] = Field(default_factory=dict)
+    history: list[dict[str, float]] = Field(default_factory=list)
+    wall_time_s: float = 0.0
+    stub: bool = False  # trained on stand-in data (e.g. the TIMIT stub): never a verdict
+    notes: list[str] = Field(default_factory=list)  # e.g. "quick tier uses 14x14 images"
+    error: str | None = None
+    provenance: Provenance
+
+
+def write_json_atomic(path: str | os.PathLike, payload: Any) -> Path:
+    """Write JSON to `path` via a temp file in the same folder and a rename, so a reader
+    never sees a half-written file and a crash never corrupts an existing one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(payload, fh, indent=2, sort_keys=True, default=str)
+            fh.write("\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_record(run_dir: str | os.PathLike, record: RunRecord) -> Path:
+    return write_json_atomic(Path(run_dir) / RECORD_NAME, record.model_dump(mode="json"))
+
+
+def read_record(path: str | os.PathLike) -> RunRecord:
+    """Read and validate one record; raises ValueError naming the file on any problem."""
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: unreadable run record ({exc})") from exc
+    try:
+        return RunRecord.model_validate(raw)
+    except Exception as exc:  # pydantic.ValidationError, but keep the message short
+        raise ValueError(f"{path}: invalid run record ({exc})") from exc

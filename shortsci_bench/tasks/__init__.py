@@ -1,0 +1,1 @@
+"""Lightning modules: they train the plain models in `models/` and record evaluations."""

@@ -1,0 +1,109 @@
+"""The plumbing every experiment's LightningModule shares.
+
+- `history`: one row per evaluation (`step` plus metrics), carried in checkpoints;
+- RNG states in checkpoints, so noise-driven models (dropout, swapout) resume exactly;
+- divergence: a non-finite loss stops the run and marks it `diverged`;
+- `final_metrics()`: the last evaluation, means over the history, time per update.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+
+
+class HarnessTask(L.LightningModule):
+    def __init__(
+        self,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        mean_over_history: Sequence[str] = (),
+    ):
+        super().__init__()
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.mean_over_history = list(mean_over_history)
+        self.history: list[dict[str, float]] = []
+        self.diverged = False
+        self._train_seconds = 0.0
+        self._train_steps = 0
+        self._t_batch = 0.0
+
+    # --- optimisation -------------------------------------------------------
+    def configure_optimizers(self):
+        opt = self.optimizer_factory(params=self.parameters())
+        if self.scheduler_factory is None:
+            return opt
+        return {
+            "optimizer": opt,
+            "lr_scheduler": {
+                "scheduler": self.scheduler_factory(optimizer=opt),
+                "interval": "step",
+            },
+        }
+
+    def check_finite(self, loss: torch.Tensor) -> torch.Tensor | None:
+        """Return the loss, or None (skipping the step) and stop the run when it is not finite."""
+        if torch.isfinite(loss).all():
+            return loss
+        self.diverged = True
+        self.trainer.should_stop = True
+        return None
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        self._t_batch = time.perf_counter()
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self._train_seconds += time.perf_counter() - self._t_batch
+        self._train_steps += 1
+
+    # --- evaluation history -------------------------------------------------
+    def record_eval(self, metrics: dict[str, float]) -> None:
+        """Append one evaluation (at the current global step) and log it."""
+        row = {"step": float(self.global_step), **{k: float(v) for k, v in metrics.items()}}
+        if self.trainer is not None and self.trainer.sanity_checking:
+            return
+        self.history.append(row)
+        self.log_dict({k: v for k, v in row.items() if k != "step"}, sync_dist=False)
+
+    def final_metrics(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        if self.history:
+            out.update({k: v for k, v in self.history[-1].items() if k != "step"})
+        for key in self.mean_over_history:
+            values = [row[key] for row in self.history if key in row]
+            if values:
+                out[f"{key}_mean"] = float(np.mean(values))
+        if self._train_steps:
+            out["time/step_s"] = self._train_seconds / self._train_steps
+        return {k: v for k, v in out.items() if isinstance(v, float) and not math.isnan(v)}
+
+    # --- checkpoints: history and RNG travel with the weights ----------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["harness"] = {
+            "history": self.history,
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+                "numpy": np.random.get_state(),
+                "python": random.getstate(),
+            },
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get("harness", {})
+        self.history = list(state.get("history", []))
+        rng = state.get("rng")
+        if rng:
+            torch.set_rng_state(rng["torch"])
+            if rng["cuda"] and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(rng["cuda"])
+            np.random.set_state(rng["numpy"])
+            random.setstate(rng["python"])

@@ -1,0 +1,81 @@
+"""Supervised classification: cross-entropy, accuracy, and an optional activation probe.
+
+The probe follows Ioffe & Szegedy (2015), Figure 1 (b, c): the 15th, 50th and 85th
+percentiles of one hidden neuron's input to its nonlinearity, over a fixed batch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from shortsci_bench.tasks.base import HarnessTask
+
+
+class ClassificationTask(HarnessTask):
+    def __init__(
+        self,
+        model: nn.Module,
+        optimizer,
+        scheduler=None,
+        eval_prefix: str = "test",
+        probe: dict[str, Any] | None = None,
+        mean_over_history: tuple[str, ...] = ("test/acc",),
+    ):
+        super().__init__(optimizer, scheduler, mean_over_history)
+        self.model = model
+        self.eval_prefix = eval_prefix
+        self.probe = dict(probe) if probe else None
+        self._correct = self._count = self._loss_sum = None
+        self._probe_x: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = F.cross_entropy(self.model(x), y)
+        return self.check_finite(loss)
+
+    def on_validation_epoch_start(self) -> None:
+        self._correct = torch.zeros((), device=self.device)
+        self._count = torch.zeros((), device=self.device)
+        self._loss_sum = torch.zeros((), device=self.device)
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        if self.probe is not None and self._probe_x is None and batch_idx == 0:
+            self._probe_x = x[: int(self.probe.get("batch", 1000))].clone()
+        logits = self.model(x)
+        self._loss_sum += F.cross_entropy(logits, y, reduction="sum")
+        self._correct += (logits.argmax(-1) == y).sum()
+        self._count += y.numel()
+
+    def on_validation_epoch_end(self) -> None:
+        reduce = self.trainer.strategy.reduce
+        correct, count, loss_sum = (
+            reduce(t, reduce_op="sum") for t in (self._correct, self._count, self._loss_sum)
+        )
+        acc = (correct / count).item()
+        p = self.eval_prefix
+        metrics = {f"{p}/acc": acc, f"{p}/err": 1.0 - acc, f"{p}/loss": (loss_sum / count).item()}
+        if self.probe is not None and self._probe_x is not None:
+            metrics.update(self.probe_percentiles())
+        self.record_eval(metrics)
+
+    def probe_percentiles(self) -> dict[str, float]:
+        layer, neuron = int(self.probe.get("layer", -1)), int(self.probe.get("neuron", 0))
+        z = self.model.pre_activations(self._probe_x)[layer][:, neuron].float().cpu().numpy()
+        p15, p50, p85 = np.percentile(z, [15, 50, 85])
+        return {"probe/p15": float(p15), "probe/p50": float(p50), "probe/p85": float(p85)}
+
+    def final_metrics(self) -> dict[str, float]:
+        out = super().final_metrics()
+        medians = [row["probe/p50"] for row in self.history if "probe/p50" in row]
+        if len(medians) > 1:
+            out["probe/p50_drift"] = float(np.mean(np.abs(np.diff(medians))))
+        return out
