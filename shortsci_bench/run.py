@@ -171,7 +171,10 @@ def _train(cfg: DictConfig, tier: str, chash: str, run_dir: Path, threads: int) 
 
     status, error = "completed", None
     try:
-        trainer.fit(task, datamodule=datamodule, ckpt_path=str(resume) if resume else None)
+        if getattr(task, "fit_free", False):  # e.g. nearest-neighbour baselines: evaluate only
+            trainer.validate(task, datamodule=datamodule, verbose=False)
+        else:
+            trainer.fit(task, datamodule=datamodule, ckpt_path=str(resume) if resume else None)
         if task.diverged:
             status = "diverged"
     except (KeyboardInterrupt, DatasetMissingError, C.ConfigError):

@@ -31,6 +31,9 @@ class HarnessTask(L.LightningModule):
         self.scheduler_factory = scheduler
         self.mean_over_history = list(mean_over_history)
         self.history: list[dict[str, float]] = []
+        # Metrics computed once at the end (e.g. in `on_train_end`, while the model is still
+        # on its device): stochastic inference, pinned test episodes, gradient variance.
+        self.final_extra: dict[str, float] = {}
         self.diverged = False
         self._train_seconds = 0.0
         self._train_steps = 0
@@ -81,6 +84,7 @@ class HarnessTask(L.LightningModule):
             values = [row[key] for row in self.history if key in row]
             if values:
                 out[f"{key}_mean"] = float(np.mean(values))
+        out.update({k: float(v) for k, v in self.final_extra.items()})
         if self._train_steps:
             out["time/step_s"] = self._train_seconds / self._train_steps
         return {k: v for k, v in out.items() if isinstance(v, float) and not math.isnan(v)}
