@@ -30,6 +30,7 @@ _UNHASHED = (
     "launch",
 )
 _UNHASHED_TRAINER = ("accelerator", "devices", "strategy", "num_nodes", "enable_progress_bar")
+_UNHASHED_DATASET = ("root", "mirror", "download", "cache_dir")
 
 
 class ConfigError(ValueError):
@@ -60,6 +61,22 @@ def _pick(table: str, key: str, *, _root_: DictConfig) -> Any:
     if key not in entry:
         raise ConfigError(f"{what} {choice!r} of {_root_.get('name')!r} has no setting {key!r}")
     return entry[key]
+
+
+def check_choices(cfg: DictConfig) -> None:
+    """Refuse an arm or tier the experiment does not define, naming the ones it does."""
+    arms = cfg.get("arms") or {}
+    if arms and cfg.get("arm") not in arms:
+        raise ConfigError(
+            f"arm {cfg.get('arm')!r} is not defined for experiment {cfg.get('name')!r}; "
+            f"choose one of {sorted(arms)} (e.g. `arm={next(iter(arms))}`)"
+        )
+    tiers = cfg.get("tiers") or {}
+    tier = cfg.scale.tier
+    if tiers and tier != "auto" and tier not in tiers:
+        raise ConfigError(
+            f"experiment {cfg.get('name')!r} has no tier {tier!r}; choose one of {sorted(tiers)}"
+        )
 
 
 def register_resolvers() -> None:
@@ -96,6 +113,8 @@ def hashable_view(cfg: DictConfig) -> dict[str, Any]:
     for k in _UNHASHED_TRAINER:
         trainer.pop(k, None)
     view["trainer"] = trainer
+    if isinstance(view.get("dataset"), dict):
+        view["dataset"] = {k: v for k, v in view["dataset"].items() if k not in _UNHASHED_DATASET}
     return view
 
 

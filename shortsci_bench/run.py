@@ -99,6 +99,7 @@ def run(cfg: DictConfig) -> RunRecord | None:
             "no experiment chosen: add `+experiment=NAME` (see `ls conf/experiment`)"
         )
     tier, why = C.resolve_tier(cfg)
+    C.check_choices(cfg)
     threads = C.cpu_threads(cfg.get("threads", "auto"))
     torch.set_num_threads(threads)
     chash = C.config_hash(cfg)
