@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    model_validator,
+)
 
 Tier = Literal["smoke", "quick", "paper"]
 EXPERIMENTS_DIR = Path(__file__).resolve().parents[2] / "experiments"
@@ -33,7 +41,17 @@ class PaperSource(Strict):
     evidence: str = ""  # where it was checked, e.g. "shared/docs/paper-numbers.md section 8 [P]"
 
 
-Source = Annotated[SummarySource | PaperSource, Field(discriminator="kind")]
+def _source_kind(value: object) -> str:
+    # `kind` may be left out for the common case, a quote from a seed file.
+    if isinstance(value, dict):
+        return value.get("kind", "summary")
+    return getattr(value, "kind", "summary")
+
+
+Source = Annotated[
+    Annotated[SummarySource, Tag("summary")] | Annotated[PaperSource, Tag("paper")],
+    Discriminator(_source_kind),
+]
 
 
 class Stats(Strict):
