@@ -23,7 +23,7 @@ from shortsci_bench.data.mnist import MNISTDataModule
 def epoch_time(iterable) -> tuple[float, int]:
     t0 = time.perf_counter()
     n = 0
-    for x, y in iterable:
+    for x, _y in iterable:
         n += 1
         x.sum()  # touch the batch so lazy work is done
     return time.perf_counter() - t0, n
