@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import shlex
 import socket
@@ -16,6 +17,11 @@ PACKAGES = ("torch", "torchvision", "lightning", "hydra-core", "omegaconf", "num
 
 
 def git_state(repo: Path = REPO) -> tuple[str | None, bool | None]:
+    """(commit, dirty) of the checkout; where the tree was copied without `.git` (a remote
+    GPU box), `$SHORTSCI_GIT_COMMIT` names the commit it was copied from."""
+    env_commit = os.environ.get("SHORTSCI_GIT_COMMIT")
+    if env_commit:
+        return env_commit, os.environ.get("SHORTSCI_GIT_DIRTY", "0") == "1"
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=5
