@@ -82,6 +82,9 @@ def check_choices(cfg: DictConfig) -> None:
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("pick"):
         OmegaConf.register_new_resolver("pick", _pick)
+    if not OmegaConf.has_resolver("csv"):
+        # `${csv:${oc.dict.keys:arms}}` -> "bn,plain", the form a sweep's params take
+        OmegaConf.register_new_resolver("csv", lambda items: ",".join(str(i) for i in items))
 
 
 def resolve_tier(cfg: DictConfig, gpu_available: bool | None = None) -> tuple[str, str]:

@@ -1,0 +1,165 @@
+"""Collect run records and judge every claim.
+
+python -m shortsci_bench.collect                       # table of verdicts (runs/ + published)
+python -m shortsci_bench.collect --runs runs/ --experiment batchnorm_mnist
+python -m shortsci_bench.collect --format json --out out/   # out/claims.json
+python -m shortsci_bench.collect --format html --out report/   # report/index.html
+python -m shortsci_bench.collect --publish             # copy completed runs to experiments/*/results/
+python -m shortsci_bench.collect --readme README.md    # regenerate the README results table
+python -m shortsci_bench.collect --check-readme README.md   # exit 1 if it is out of date
+python -m shortsci_bench.collect --wandb               # mirror the verdict table to wandb
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from shortsci_bench.claims.schema import EXPERIMENTS_DIR
+from shortsci_bench.collect import collect, default_runs, published_dirs
+from shortsci_bench.collect.tables import print_table, to_csv, to_json
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m shortsci_bench.collect",
+        description="Read run records (result.json), aggregate seeds and judge every claim.",
+    )
+    p.add_argument(
+        "--runs",
+        nargs="+",
+        type=Path,
+        metavar="DIR",
+        help="folders searched recursively for result.json "
+        "(default: $SHORTSCI_RUNS or runs/, and every experiments/*/results/)",
+    )
+    p.add_argument(
+        "--experiments-dir",
+        type=Path,
+        default=EXPERIMENTS_DIR,
+        metavar="DIR",
+        help="where the */claims.yaml files live (default: the repository's experiments/)",
+    )
+    p.add_argument("--experiment", metavar="NAME", help="only this experiment's runs and claims")
+    p.add_argument(
+        "--format",
+        choices=["table", "json", "csv", "html"],
+        help="output: a console table (default), claims.json, claims.csv, or an HTML report",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="folder for claims.json / claims.csv (stdout when absent) or the HTML report "
+        "(default report/)",
+    )
+    p.add_argument(
+        "--publish",
+        action="store_true",
+        help="copy completed run records into experiments/<paper>/results/ (idempotent)",
+    )
+    p.add_argument("--wandb", action="store_true", help="push the verdict table to wandb")
+    p.add_argument(
+        "--readme",
+        type=Path,
+        metavar="FILE",
+        help="regenerate the results table between the markers in FILE from published records",
+    )
+    p.add_argument(
+        "--check-readme",
+        type=Path,
+        metavar="FILE",
+        help="exit 1 when FILE's results table differs from the published records",
+    )
+    return p
+
+
+def _warn(lines: list[str]) -> None:
+    for line in lines:
+        print(f"warning: {line}", file=sys.stderr)
+
+
+def _readme(args: argparse.Namespace) -> int:
+    from shortsci_bench.collect import readme
+
+    published = collect(published_dirs(args.experiments_dir), args.experiments_dir)
+    status = 0
+    if args.readme is not None:
+        try:
+            changed = readme.update(args.readme, published)
+        except readme.MarkersMissing as exc:
+            print(f"error: {args.readme}: {exc}", file=sys.stderr)
+            return 2
+        print(f"{args.readme}: results table {'updated' if changed else 'already up to date'}")
+    if args.check_readme is not None:
+        try:
+            current = readme.is_current(args.check_readme, published)
+        except readme.MarkersMissing as exc:
+            print(f"error: {args.check_readme}: {exc}", file=sys.stderr)
+            return 2
+        if not current:
+            print(
+                f"{args.check_readme}: results table is out of date; run "
+                f"`python -m shortsci_bench.collect --readme {args.check_readme}`",
+                file=sys.stderr,
+            )
+            status = 1
+        else:
+            print(f"{args.check_readme}: results table is up to date")
+    return status
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    runs = args.runs if args.runs is not None else default_runs(args.experiments_dir)
+    collection = collect(runs, args.experiments_dir, args.experiment)
+    _warn(collection.warnings)
+
+    if args.publish:
+        from shortsci_bench.collect.publish import publish
+
+        report = publish(collection.records, collection.papers, args.experiments_dir)
+        _warn(report.skipped)
+        print(
+            f"published {len(report.written)} run folders "
+            f"({len(report.unchanged)} already up to date) under {args.experiments_dir}",
+            file=sys.stderr,
+        )
+        if report.written and args.runs is None:
+            # The default runs include the published folders: re-read so outputs agree.
+            collection = collect(runs, args.experiments_dir, args.experiment)
+
+    status = 0
+    if args.readme is not None or args.check_readme is not None:
+        status = _readme(args)
+
+    fmt = args.format
+    if fmt is None and args.readme is None and args.check_readme is None:
+        fmt = "table"
+    if fmt == "table":
+        print_table(collection)
+    elif fmt in ("json", "csv"):
+        text = to_json(collection) if fmt == "json" else to_csv(collection)
+        if args.out is None:
+            sys.stdout.write(text)
+        else:
+            args.out.mkdir(parents=True, exist_ok=True)
+            path = args.out / f"claims.{fmt}"
+            path.write_text(text)
+            print(f"wrote {path}", file=sys.stderr)
+    elif fmt == "html":
+        from shortsci_bench.report import write_report
+
+        index = write_report(collection, args.out or Path("report"))
+        print(f"wrote {index}", file=sys.stderr)
+
+    if args.wandb:
+        from shortsci_bench.collect.wandb_sync import push_verdicts
+
+        push_verdicts(collection)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,265 @@
+"""The HTML report: an index of every paper and claim, and one page per experiment.
+
+Pages are static files that open from disk (no server, no scripts, images embedded as
+base64 PNG). Every number on them comes from the collected run records.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from shortsci_bench.collect.records import TIER_RANK
+from shortsci_bench.collect.tables import (
+    SCALED_DOWN,
+    estimate_text,
+    tier_text,
+    to_csv,
+    to_json,
+)
+from shortsci_bench.collect.verdicts import VERDICTS, ClaimResult, Verdict, fmt
+from shortsci_bench.report.curves import arm_curve, draw_curves, history_metrics, png_data_uri
+
+if TYPE_CHECKING:
+    from shortsci_bench.collect import Collection
+
+COLOURS = {
+    "reproduced": "#1a7f37",
+    "not_reproduced": "#cf222e",
+    "inconclusive": "#bf8700",
+    "not_attempted": "#8250df",
+    "not_run": "#6e7781",
+    "indicative": "#0969da",
+}
+
+CSS = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #1f2328; }
+table { border-collapse: collapse; width: 100%; margin: 0.5em 0 1.5em; font-size: 0.85em; }
+th, td { border: 1px solid #d0d7de; padding: 4px 6px; vertical-align: top; text-align: left; }
+th { background: #f6f8fa; }
+tr.indicative td { color: #57606a; background: #fbfcfd; }
+.badge { color: white; padding: 1px 6px; border-radius: 8px; white-space: nowrap; font-size: 0.9em; }
+.scaled { color: #9a6700; font-weight: 600; }
+.stub { color: #cf222e; font-weight: 600; }
+.muted { color: #57606a; font-size: 0.9em; }
+img { max-width: 100%; border: 1px solid #d0d7de; margin: 4px; }
+.figs { display: flex; flex-wrap: wrap; }
+"""
+
+
+def _e(text: object) -> str:
+    return html.escape("" if text is None else str(text))
+
+
+def _page(title: str, body: str) -> str:
+    return (
+        "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
+        f"<title>{_e(title)}</title><style>{CSS}</style></head><body>\n{body}\n</body></html>\n"
+    )
+
+
+def _badge(verdict: str) -> str:
+    colour = COLOURS.get(verdict, "#6e7781")
+    return f"<span class='badge' style='background:{colour}'>{_e(verdict)}</span>"
+
+
+def _tier_cell(v: Verdict) -> str:
+    if v.tier is None:
+        return ""
+    cls = "stub" if v.stub else ("scaled" if v.tier in SCALED_DOWN else "")
+    return f"<span class='{cls}'>{_e(tier_text(v))}</span>" if cls else _e(v.tier)
+
+
+def _page_name(experiment: str) -> str:
+    return f"experiment-{experiment}.html"
+
+
+def _verdict_rows(result: ClaimResult, pages: set[str] = frozenset()) -> str:
+    """Table rows of a claim's verdict and its indicative rows; `pages` = experiments with a page."""
+    rows = []
+    for v in result.rows():
+        cls = "" if v.judged else " class='indicative'"
+        claim = _e(v.claim) if v.judged else f"&#8627; {_e(v.claim)}"
+        exp = v.experiment or ""
+        if exp in pages:
+            exp = f"<a href='{_e(_page_name(exp))}'>{_e(exp)}</a>"
+        rows.append(
+            f"<tr{cls}><td>{claim}</td>"
+            f"<td>{_e(result.statement) if v.judged else ''}</td>"
+            f"<td>{_e(v.kind)}</td><td>{exp}</td><td>{_tier_cell(v)}</td>"
+            f"<td>{_badge(v.verdict)}</td><td>{_e(estimate_text(v))}</td>"
+            f"<td>{_e(v.target)}</td><td>{_e(fmt(v.gap) if v.gap is not None else '')}</td>"
+            f"<td>{v.n or ''}</td><td>{_e(v.why)}</td><td class='muted'>{_e(v.rule)}</td>"
+            f"<td class='muted'>{_e(v.counts_text)}</td></tr>"
+        )
+    return "\n".join(rows)
+
+
+CLAIM_HEAD = (
+    "<tr><th>claim</th><th>statement</th><th>kind</th><th>experiment</th><th>tier</th>"
+    "<th>verdict</th><th>estimate [CI]</th><th>target</th><th>gap</th><th>n</th>"
+    "<th>why</th><th>rule</th><th>runs</th></tr>"
+)
+
+
+def index_html(collection: Collection) -> str:
+    """The index page: tally, legend, then every paper with its claims and evidence."""
+    tally = {k: 0 for k in VERDICTS}
+    for r in collection.results:
+        tally[r.verdict.verdict] += 1
+    tally_html = " ".join(f"{_badge(k)} {n}" for k, n in tally.items() if n)
+    runs = sum(len(g.runs) for g in collection.groups.values())
+    parts = [
+        "<h1>shortsci_bench: claims and verdicts</h1>",
+        f"<p>{len(collection.results)} claims from {runs} run records. {tally_html}</p>",
+        "<p class='muted'>Verdicts rest on a Student-t interval of the mean over seeds "
+        "(paired by seed for orderings). Tiers <span class='scaled'>smoke</span> and "
+        "<span class='scaled'>quick</span> are scaled-down versions of the paper's setting; "
+        "<span class='stub'>stub data</span> runs are trained on stand-in data and never "
+        "count as reproductions. Indicative rows (&#8627;) show other tiers' estimates "
+        "without a verdict. Data: <a href='claims.csv'>claims.csv</a>, "
+        "<a href='claims.json'>claims.json</a>.</p>",
+    ]
+    if collection.warnings:
+        items = "".join(f"<li>{_e(w)}</li>" for w in collection.warnings)
+        parts.append(
+            f"<details><summary>{len(collection.warnings)} warnings</summary><ul>{items}</ul></details>"
+        )
+    exps = collection.experiments()
+    pages = set(exps)
+    if exps:
+        links = ", ".join(f"<a href='{_e(_page_name(x))}'>{_e(x)}</a>" for x in exps)
+        parts.append(f"<p>Experiments with runs: {links}</p>")
+    by_paper: dict[str, list[ClaimResult]] = {}
+    for r in collection.results:
+        by_paper.setdefault(r.paper, []).append(r)
+    for paper in collection.papers:
+        results = by_paper.get(paper.slug, [])
+        meta = paper.paper
+        status = (
+            ""
+            if paper.status == "active"
+            else f" &mdash; {_badge('not_attempted')} {_e(paper.reason)}"
+        )
+        sources = ", ".join(f"{s.file}:{s.line}" for s in paper.sources)
+        parts.append(
+            f"<h2 id='{_e(paper.slug)}'>{_e(meta.title)}</h2>"
+            f"<p class='muted'>{_e(', '.join(meta.authors))} ({meta.year}){status}<br>"
+            f"slug <code>{_e(paper.slug)}</code>; summaries {_e(sources)}; experiments "
+            f"{_e(', '.join(paper.experiments) or 'none')}</p>"
+        )
+        if results:
+            body = "\n".join(_verdict_rows(r, pages) for r in results)
+            parts.append(f"<table>{CLAIM_HEAD}\n{body}</table>")
+    return _page("shortsci_bench report", "\n".join(parts))
+
+
+def _aggregate_table(collection: Collection, experiment: str) -> str:
+    rows = []
+    for a in collection.aggregates():
+        if a.experiment != experiment:
+            continue
+        s = a.summary
+        tier = _e(a.tier)
+        if a.stub:
+            tier = f"<span class='stub'>{tier} (stub data)</span>"
+        elif a.tier in SCALED_DOWN:
+            tier = f"<span class='scaled'>{tier} (scaled down)</span>"
+        ci = f"[{fmt(s.ci_low)}, {fmt(s.ci_high)}]" if s.ci_low is not None else "n/a"
+        counts = ", ".join(f"{n} {k}" for k, n in a.counts.items() if n)
+        rows.append(
+            f"<tr><td>{_e(a.arm)}</td><td>{tier}</td><td>{_e(a.metric)}</td>"
+            f"<td>{fmt(s.mean)}</td><td>{fmt(s.std)}</td><td>{ci}</td><td>{s.n}</td>"
+            f"<td class='muted'>{_e(counts)}</td></tr>"
+        )
+    head = (
+        "<tr><th>arm</th><th>tier</th><th>metric</th><th>mean</th><th>std</th>"
+        "<th>95% CI</th><th>n</th><th>runs</th></tr>"
+    )
+    return f"<table>{head}\n{''.join(rows)}</table>" if rows else "<p>No completed runs.</p>"
+
+
+def _figures(collection: Collection, experiment: str) -> str:
+    parts = []
+    tiers = sorted(
+        {k[2] for k in collection.groups if k[0] == experiment},
+        key=TIER_RANK.__getitem__,
+        reverse=True,
+    )
+    for tier in tiers:
+        arms = sorted(k[1] for k in collection.groups if k[0] == experiment and k[2] == tier)
+        per_arm = {}
+        stub = False
+        for arm in arms:
+            group = collection.groups[(experiment, arm, tier)]
+            real = group.latest_completed(stub=False)
+            records = list((real or group.latest_completed(stub=True)).values())
+            stub = stub or (not real and group.has_stub())
+            if records:
+                per_arm[arm] = records
+        metrics = history_metrics(r for rs in per_arm.values() for r in rs)
+        label = (
+            tier
+            + (" (scaled down)" if tier in SCALED_DOWN else "")
+            + (" STUB DATA" if stub else "")
+        )
+        cls = "stub" if stub else ("scaled" if tier in SCALED_DOWN else "")
+        parts.append(f"<h3>Tier <span class='{cls}'>{_e(label)}</span></h3>")
+        if not metrics:
+            parts.append("<p>No history recorded.</p>")
+            continue
+        imgs = []
+        for metric in metrics:
+            curves = [c for arm, rs in per_arm.items() if (c := arm_curve(arm, rs, metric))]
+            if not curves:
+                continue
+            title = f"{experiment}: {metric}\ntier {label}"
+            png = draw_curves(curves, title, metric)
+            imgs.append(
+                f"<img alt='{_e(metric)} learning curves, tier {_e(label)}' src='{png_data_uri(png)}'>"
+            )
+        parts.append(f"<div class='figs'>{''.join(imgs)}</div>")
+    return "\n".join(parts)
+
+
+def experiment_html(collection: Collection, experiment: str) -> str:
+    """One experiment: its claims, aggregates per arm and tier, and learning curves."""
+    papers = [p for p in collection.papers if experiment in p.experiments]
+    paper_links = ", ".join(
+        f"<a href='index.html#{_e(p.slug)}'>{_e(p.paper.title)}</a>" for p in papers
+    )
+    results = [r for r in collection.results if r.verdict.experiment == experiment]
+    parts = [
+        "<p><a href='index.html'>&larr; all claims</a></p>",
+        f"<h1>Experiment <code>{_e(experiment)}</code></h1>",
+        f"<p>Papers: {paper_links or 'none listed'}</p>",
+        "<h2>Claims</h2>",
+        f"<table>{CLAIM_HEAD}\n{''.join(_verdict_rows(r) for r in results)}</table>"
+        if results
+        else "<p>No claims use this experiment.</p>",
+        "<h2>Final metrics over seeds</h2>",
+        _aggregate_table(collection, experiment),
+        "<h2>Learning curves</h2>",
+        "<p class='muted'>From each run record's <code>history</code>: per arm, the mean over "
+        "seeds (line) and the band from the lowest to the highest seed (shaded); x is the "
+        "training step. n = seeds with that metric.</p>",
+        _figures(collection, experiment),
+    ]
+    return _page(f"{experiment}: shortsci_bench", "\n".join(parts))
+
+
+def write_report(collection: Collection, out_dir: str | Path) -> Path:
+    """Write index.html, one page per experiment, claims.csv and claims.json; return index."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "claims.csv").write_text(to_csv(collection))
+    (out / "claims.json").write_text(to_json(collection))
+    for experiment in collection.experiments():
+        (out / _page_name(experiment)).write_text(experiment_html(collection, experiment))
+    index = out / "index.html"
+    index.write_text(index_html(collection))
+    return index
+
+
+__all__ = ["experiment_html", "index_html", "write_report"]
