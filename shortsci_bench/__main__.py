@@ -14,8 +14,9 @@ register_resolvers()
 
 
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
-def main(cfg: DictConfig) -> None:
-    from shortsci_bench.run import run
+def main(cfg: DictConfig) -> float | None:
+    """Run one job; return `optimized_metric` of its record, for sweepers such as Optuna."""
+    from shortsci_bench.run import completed_record, run
 
     try:
         record = run(cfg)
@@ -24,6 +25,13 @@ def main(cfg: DictConfig) -> None:
         sys.exit(2)
     if record is not None and record.status == "failed":
         sys.exit(1)
+    metric = cfg.get("optimized_metric")
+    if metric:
+        record = record or completed_record(cfg)
+        if record is None or metric not in record.metrics:
+            raise ConfigError(f"optimized_metric {metric!r} is not among this run's metrics")
+        return float(record.metrics[metric])
+    return None
 
 
 if __name__ == "__main__":

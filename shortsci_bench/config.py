@@ -29,7 +29,8 @@ _UNHASHED = (
     "debug",
     "launch",
 )
-_UNHASHED_TRAINER = ("accelerator", "devices", "strategy", "num_nodes", "enable_progress_bar")
+# devices and nodes stay in: under DDP the global batch is batch_size x devices.
+_UNHASHED_TRAINER = ("accelerator", "enable_progress_bar")
 _UNHASHED_DATASET = ("root", "mirror", "download", "cache_dir")
 
 
@@ -82,6 +83,11 @@ def check_choices(cfg: DictConfig) -> None:
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("pick"):
         OmegaConf.register_new_resolver("pick", _pick)
+    if not OmegaConf.has_resolver("mkdir"):
+        # `${mkdir:${runs_dir}}`: a folder that must exist before a run starts (Optuna's SQLite)
+        OmegaConf.register_new_resolver(
+            "mkdir", lambda p: (os.makedirs(p, exist_ok=True), str(p))[1]
+        )
     if not OmegaConf.has_resolver("csv"):
         # `${csv:${oc.dict.keys:arms}}` -> "bn,plain", the form a sweep's params take
         OmegaConf.register_new_resolver("csv", lambda items: ",".join(str(i) for i in items))

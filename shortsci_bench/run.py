@@ -111,16 +111,13 @@ def run(cfg: DictConfig) -> RunRecord | None:
         f"expected runtime {tier_cfg.get('expected_runtime', 'not stated')}"
     )
 
-    if record_path.exists() and not cfg.get("force", False):
-        try:
-            done = read_record(record_path)
-        except ValueError:
-            done = None
-        if done is not None and done.status == "completed":
-            _say(f"already done: {record_path} (pass force=true to run again)")
-            return None
+    if not cfg.get("force", False) and completed_record(cfg) is not None:
+        _say(f"already done: {record_path} (pass force=true to run again)")
+        return None
 
     run_dir.mkdir(parents=True, exist_ok=True)
+    if _ddp_child():  # rank > 0 of a DDP launch: rank 0 holds the lock and writes the record
+        return _train(cfg, tier, chash, run_dir, threads)
     lock = FileLock(str(run_dir / ".lock"))
     try:
         lock.acquire(timeout=0)
@@ -131,6 +128,20 @@ def run(cfg: DictConfig) -> RunRecord | None:
         return _train(cfg, tier, chash, run_dir, threads)
     finally:
         lock.release()
+
+
+def _ddp_child() -> bool:
+    return int(os.environ.get("LOCAL_RANK", "0")) > 0 or int(os.environ.get("NODE_RANK", "0")) > 0
+
+
+def completed_record(cfg: DictConfig) -> RunRecord | None:
+    """The finished record of exactly this config, if there is one."""
+    path = run_dir_for(cfg, C.config_hash(cfg)) / RECORD_NAME
+    try:
+        done = read_record(path)
+    except ValueError:
+        return None
+    return done if done.status == "completed" else None
 
 
 def _train(cfg: DictConfig, tier: str, chash: str, run_dir: Path, threads: int) -> RunRecord:
@@ -199,7 +210,8 @@ def _train(cfg: DictConfig, tier: str, chash: str, run_dir: Path, threads: int) 
         history=task.history,
         wall_time_s=time.perf_counter() - t0,
         stub=bool(data_prov.get("stub", False)),
-        notes=list(((cfg.get("tiers") or {}).get(tier) or {}).get("notes", []) or []),
+        notes=list(((cfg.get("tiers") or {}).get(tier) or {}).get("notes", []) or [])
+        + [str(n) for n in data_prov.get("notes", [])],  # e.g. "stub data: ..." from the dataset
         error=error,
         provenance=Provenance(
             config=OmegaConf.to_container(cfg, resolve=True),

@@ -32,17 +32,27 @@ class TrainStream:
         start_step: Callable[[], int] = lambda: 0,
         transform: Transform | None = None,
         drop_last: bool = True,
+        rank: int = 0,
+        world_size: int = 1,
     ):
         self.tensors = tensors
         self.n = len(tensors[0])
-        if batch_size > self.n:
-            raise ValueError(f"batch_size {batch_size} is larger than the training set ({self.n})")
+        # Under DDP each of `world_size` processes takes its slice of one global batch, so
+        # `batch_size` is per device (Lightning's convention) and the ranks never overlap.
+        self.rank, self.world_size = rank, world_size
+        self.global_batch = batch_size * world_size
+        if self.global_batch > self.n:
+            raise ValueError(
+                f"batch_size {batch_size} x {world_size} devices is larger than the training set ({self.n})"
+            )
         self.batch_size = batch_size
         self.steps = steps
         self.seed = seed
         self.start_step = start_step
         self.transform = transform
-        self.per_pass = self.n // batch_size if drop_last else -(-self.n // batch_size)
+        self.per_pass = (
+            self.n // self.global_batch if drop_last else -(-self.n // self.global_batch)
+        )
         self._perm_cache: tuple[int, torch.Tensor] | None = None
 
     def __len__(self) -> int:
@@ -57,7 +67,8 @@ class TrainStream:
 
     def batch(self, step: int) -> tuple[torch.Tensor, ...]:
         epoch, k = divmod(step, self.per_pass)
-        idx = self._perm(epoch)[k * self.batch_size : (k + 1) * self.batch_size]
+        start = k * self.global_batch + self.rank * self.batch_size
+        idx = self._perm(epoch)[start : start + self.batch_size]
         out = tuple(t[idx] for t in self.tensors)
         if self.transform is not None:
             g = torch.Generator().manual_seed(self.seed * 7_919 + step)
@@ -80,7 +91,12 @@ class TrainStream:
 class EvalBatches:
     """Fixed-order batches over a whole evaluation set."""
 
-    def __init__(self, tensors: tuple[torch.Tensor, ...], batch_size: int):
+    def __init__(
+        self, tensors: tuple[torch.Tensor, ...], batch_size: int, rank: int = 0, world_size: int = 1
+    ):
+        # Under DDP each rank scores every world_size-th example; tasks sum counts across ranks.
+        if world_size > 1:
+            tensors = tuple(t[rank::world_size] for t in tensors)
         self.tensors = tensors
         self.batch_size = batch_size
         self.n = len(tensors[0])

@@ -53,6 +53,10 @@ def to_tensors(ds: MNIST, binarize: bool = False) -> tuple[torch.Tensor, torch.T
     return x, ds.targets.clone()
 
 
+def _rank_world(trainer) -> tuple[int, int]:
+    return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
+
 class MNISTDataModule(L.LightningDataModule):
     """Flattened MNIST images in [0, 1] (or binarized), as in-memory tensors.
 
@@ -104,17 +108,21 @@ class MNISTDataModule(L.LightningDataModule):
         dev = self._device()
         tensors = tuple(t.to(dev) for t in self.train)
         trainer = self.trainer
+        rank, world = _rank_world(trainer)
         return TrainStream(
             tensors,
             self.batch_size,
             self.steps,
             self.seed,
             start_step=lambda: trainer.global_step if trainer is not None else 0,
+            rank=rank,
+            world_size=world,
         )
 
     def val_dataloader(self) -> EvalBatches:
         dev = self._device()
-        return EvalBatches(tuple(t.to(dev) for t in self.test), self.eval_batch_size)
+        rank, world = _rank_world(getattr(self, "trainer", None))
+        return EvalBatches(tuple(t.to(dev) for t in self.test), self.eval_batch_size, rank, world)
 
     def provenance(self) -> dict:
         return {

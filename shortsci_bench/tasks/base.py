@@ -74,7 +74,8 @@ class HarnessTask(L.LightningModule):
         if self.trainer is not None and self.trainer.sanity_checking:
             return
         self.history.append(row)
-        self.log_dict({k: v for k, v in row.items() if k != "step"}, sync_dist=False)
+        # already reduced across ranks by the task, so rank zero alone logs them
+        self.log_dict({k: v for k, v in row.items() if k != "step"}, rank_zero_only=True)
 
     def final_metrics(self) -> dict[str, float]:
         out: dict[str, float] = {}
