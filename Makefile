@@ -27,8 +27,8 @@ data: $(STAMP) ## verify ../shared/data and unpack it into data/ (torchvision la
 test: install data ## run the fast test suite (within ~10 min on 2 cores)
 	$(BIN)/python -m pytest -m "not slow" -q
 
-test-slow: install data ## run the slow end-to-end checks too
-	$(BIN)/python -m pytest -q
+test-slow: install data ## run only the slow end-to-end checks (sweeps, Optuna, submitit, DDP)
+	$(BIN)/python -m pytest -m slow -q
 
 lint: install ## ruff lint and format check
 	$(BIN)/ruff check .
@@ -39,8 +39,9 @@ format: install ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff format .
 
 demo: install data ## run batchnorm_mnist at the quick tier (both arms, 3 seeds) and print the verdicts
-	$(BIN)/python -m shortsci_bench -m +experiment=batchnorm_mnist arm=bn,plain seed=0,1,2 scale=quick
+	$(BIN)/python -m shortsci_bench -m +experiment=batchnorm_mnist +sweep=claims scale=quick
 	$(BIN)/python -m shortsci_bench.collect --experiment batchnorm_mnist
+	@echo "Run records: $$(find runs/batchnorm_mnist -name result.json -path '*quick*' | sort | tr '\n' ' ')"
 
 bench: install data ## print the benchmarks' ratios against their baselines
 	$(BIN)/python bench/overhead.py

@@ -28,6 +28,28 @@ from shortsci_bench.runs.record import RECORD_NAME, Provenance, RunRecord, read_
 CHECKPOINT = "last.ckpt"
 
 
+def quiet_known_noise() -> None:
+    """Drop library chatter that says nothing about this run (advertising, deprecations
+    inside Lightning itself), so a run's log shows what matters."""
+    import logging
+    import warnings
+
+    for pattern in (
+        ".*LeafSpec.*",
+        ".*`weights_only` was not set.*",
+        ".*smaller than the logging interval.*",
+    ):
+        warnings.filterwarnings("ignore", message=pattern)
+
+    class _DropTips(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            msg = record.getMessage()
+            return "litlogger" not in msg and "`weights_only` was not set" not in msg
+
+    for name in ("lightning.pytorch", "lightning.fabric", "lightning.pytorch.utilities.rank_zero"):
+        logging.getLogger(name).addFilter(_DropTips())
+
+
 def run_dir_for(cfg: DictConfig, chash: str) -> Path:
     return (
         Path(cfg.runs_dir)
@@ -48,7 +70,7 @@ class ResumeCheckpoint(Callback):
         if trainer.sanity_checking:
             return
         tmp = self.path.with_suffix(".tmp")
-        trainer.save_checkpoint(tmp)
+        trainer.save_checkpoint(tmp, weights_only=False)  # full state: optimizer, loops, RNG
         if trainer.is_global_zero:
             os.replace(tmp, self.path)
         trainer.strategy.barrier()
@@ -94,6 +116,7 @@ def _say(msg: str) -> None:
 def run(cfg: DictConfig) -> RunRecord | None:
     """Train one configured run and write its record; return it (None if skipped)."""
     C.register_resolvers()
+    quiet_known_noise()
     if not cfg.get("name"):
         raise C.ConfigError(
             "no experiment chosen: add `+experiment=NAME` (see `ls conf/experiment`)"
