@@ -17,7 +17,8 @@ def test_csv_log_is_written(tmp_path):
 
 @needs_mnist
 def test_wandb_runs_offline_with_project_group_and_tags(tmp_path, monkeypatch):
-    pytest.importorskip("wandb")
+    wandb = pytest.importorskip("wandb")
+    wandb.teardown()  # another test's disabled session would otherwise keep its settings
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     rec = run_cfg(
