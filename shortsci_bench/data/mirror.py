@@ -175,4 +175,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Under `python -m` this file runs as `__main__`, a second copy of the module; family
+    # modules register their unpackers in `shortsci_bench.data.mirror`, so run that one.
+    from shortsci_bench.data.mirror import main as registered_main
+
+    sys.exit(registered_main())
