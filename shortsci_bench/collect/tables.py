@@ -148,7 +148,9 @@ def print_table(collection: Collection, console=None, show_indicative: bool = Tr
     from rich.console import Console
     from rich.table import Table
 
-    console = console or Console()
+    if console is None:
+        # Logs and pipes get rich's 80 columns by default, too narrow for eight columns.
+        console = Console() if Console().is_terminal else Console(width=180)
     runs = sum(len(g.runs) for g in collection.groups.values())
     table = Table(title=f"Claims ({runs} run records)", show_lines=False)
     for name in ("paper", "claim", "tier", "verdict", "estimate [CI]", "n", "rule", "why"):
