@@ -360,3 +360,13 @@ def test_transducer_addition_resumes_exactly_after_sigkill(tmp_path):
     science = lambda m: {k: v for k, v in m.items() if not k.startswith("time/")}  # noqa: E731
     assert science(rec["metrics"]) == science(reference.metrics)
     assert rec["history"] == reference.model_dump()["history"]
+
+
+def test_stop_at_threshold_ends_training_early(tmp_path):
+    record = run_cfg(
+        ["+experiment=transducer_addition", "scale=smoke", "logger=none",
+         "task.stop_at={metric: val/err, value: 1.0}"],
+        tmp_path,
+    )  # fmt: skip
+    assert [row["step"] for row in record.history] == [15.0]
+    assert record.metrics["train/steps"] == 15 and record.metrics["train/examples"] == 15 * 32

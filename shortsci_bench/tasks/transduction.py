@@ -11,8 +11,9 @@ Jaitly et al., "A Neural Transducer" (NIPS 2016), sections 3.5, 3.6 and 4:
   from an untrained model, locks at once onto emitting every digit in the first block,
   before the digits it needs are read (a fixed point of training on best alignments: the
   model then never learns that later blocks predict better). The paper reports no such
-  step; we state it where we use it. `alignment: given` uses the data's own segmentation instead (TIMIT's .PHN end times, each
-  phone in the block it was last heard in, as the paper did with Kaldi's alignments);
+  step; we state it where we use it;
+- `alignment: given` uses the data's own segmentation instead (TIMIT's .PHN end times,
+  each phone in the block it was last heard in, as the paper did with Kaldi's alignments);
 - evaluation decodes by beam search (section 3.6) and scores by edit distance after folding
   to the scoring classes (TIMIT: 39 phones): `<split>/per` (or the name the config gives),
   and `<split>/err`, the fraction of sequences with any error;
@@ -28,7 +29,6 @@ History rows carry `val/*`; `test/*` is scored once, at the end, on the test set
 from __future__ import annotations
 
 import copy
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -85,7 +85,6 @@ class TransductionTask(HarnessTask):
         self._prev_val_logprob: float | None = None
         self._best: dict[str, Any] | None = None
         self._val: dict[str, Any] = {}
-        self._fit_started = 0.0
 
     # --- training -----------------------------------------------------------------------
     def _sampler(self) -> PayoffSampler:
@@ -103,10 +102,13 @@ class TransductionTask(HarnessTask):
         if not self._align_model:
             self._align_model.append(copy.deepcopy(self.model).requires_grad_(False))
             self._align_version = -1
+        aligner = self._align_model[0]
+        if next(aligner.parameters()).device != self.device:  # e.g. restored before the move
+            aligner.to(self.device)
         if self._align_version != version:
-            self._align_model[0].load_state_dict(self.model.state_dict())
+            aligner.load_state_dict(self.model.state_dict())
             self._align_version = version
-        return self._align_model[0]
+        return aligner
 
     def _counts(self, batch, memory, targets: list[list[int]]) -> list[list[int]]:
         model = self.model
@@ -240,9 +242,6 @@ class TransductionTask(HarnessTask):
             self.stop_at["value"]
         ):
             self.trainer.should_stop = True
-
-    def on_train_start(self) -> None:
-        self._fit_started = time.perf_counter()
 
     def on_train_end(self) -> None:
         """Score the test set once, with the selected parameters."""
