@@ -117,6 +117,27 @@ def test_alignment_search_equals_brute_force_when_exact(seed):
         assert model.score(u, targets[u], counts[u]) == pytest.approx(brute_score, abs=1e-5)
 
 
+def test_sampled_alignment_follows_the_alignment_probabilities():
+    # footnote 6's variant on the hand-checked case: [1, 0] has p 0.162, [0, 1] has 0.140,
+    # so with one symbol the Gumbel-max choice picks [1, 0] about 0.162 / 0.302 of the time;
+    # a fixed generator seed gives the same choice.
+    probs = {(0, 0, 0, 0): [0.3, 0.7], (0, 0, 1, 1): [0.1, 0.9], (0, 1, 1, 0): [0.4, 0.6],
+             (0, 1, 0, 0): [0.5, 0.5], (0, 1, 1, 1): [0.6, 0.4]}  # fmt: skip
+    model = TableModel(_table(probs, (1, 2, 2, 2), 2), eob=1, start=2)
+    picks = []
+    for seed in range(400):
+        g = torch.Generator().manual_seed(seed)
+        counts, score = best_alignment(model.step, model.init(1), [[0]], [2], 2, 1, 2, g)
+        picks.append(counts[0] == [1, 0])
+        expected = 0.162 if counts[0] == [1, 0] else 0.140
+        assert float(score[0]) == pytest.approx(math.log(expected), abs=1e-6)
+    assert 0.45 < sum(picks) / len(picks) < 0.62  # 0.536 expected; 400 draws, +-3.5 sd
+    again = [best_alignment(model.step, model.init(1), [[0]], [2], 2, 1, 2,
+                            torch.Generator().manual_seed(s))[0] for s in range(5)]  # fmt: skip
+    assert again == [best_alignment(model.step, model.init(1), [[0]], [2], 2, 1, 2,
+                                    torch.Generator().manual_seed(s))[0] for s in range(5)]  # fmt: skip
+
+
 def test_alignment_raises_the_limit_for_dense_targets():
     table = torch.zeros(1, 2, 6, 6, 3).log_softmax(-1)
     model = TableModel(table, eob=2, start=3)

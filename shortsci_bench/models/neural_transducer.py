@@ -310,15 +310,22 @@ class NeuralTransducer(nn.Module):
         return tokens.to(device), blocks.to(device), mask.to(device)
 
     @torch.no_grad()
-    def align(self, memory: BlockMemory, targets: Sequence[Sequence[int]]):
-        """Section 3.5's approximate best alignment: (per-block counts, log p) per utterance."""
+    def align(
+        self,
+        memory: BlockMemory,
+        targets: Sequence[Sequence[int]],
+        generator: torch.Generator | None = None,
+    ):
+        """Section 3.5's approximate best alignment: (per-block counts, log p) per utterance.
+        With a `generator`, footnote 6's variant: hypotheses kept in proportion to their
+        probability rather than the best."""
         n_blocks = memory.n_blocks.tolist()
         if self.block_size is None:  # one block: the only alignment
             counts = [[len(t)] for t in targets]
             tok, blk, mask = self.pack_aligned(targets, counts, memory.frames.device)
             return counts, self.aligned_logprob(memory, tok, blk, mask)
         return best_alignment(self._step(memory), self._init(memory), targets, n_blocks,
-                              self.max_per_block, self.eob, self.start)  # fmt: skip
+                              self.max_per_block, self.eob, self.start, generator)  # fmt: skip
 
     # --- inference ----------------------------------------------------------------
     @torch.no_grad()

@@ -57,6 +57,7 @@ class TransductionTask(HarnessTask):
         alignment: str = "search",
         align_every: int = 300,
         align_warmup: int = 0,
+        align_sampling: bool = False,
         raml: Mapping[str, Any] | None = None,
         token_error_metric: str = "per",
         lr_halving: Mapping[str, Any] | None = None,
@@ -71,6 +72,7 @@ class TransductionTask(HarnessTask):
         self.model = model
         self.alignment, self.align_every = alignment, int(align_every)
         self.align_warmup = int(align_warmup)
+        self.align_sampling = bool(align_sampling)
         self.raml = dict(raml) if raml else None
         self.token_error_metric = token_error_metric
         self.lr_halving = dict(lr_halving) if lr_halving else None
@@ -124,7 +126,10 @@ class TransductionTask(HarnessTask):
         aligner = self._alignment_model(len(targets))
         with torch.no_grad():
             snap_memory = memory if aligner is model else aligner.encode(batch["x"], batch["x_len"])
-            counts, _ = aligner.align(snap_memory, targets)
+            g = None
+            if self.align_sampling:
+                g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.global_step + 7)
+            counts, _ = aligner.align(snap_memory, targets, g)
         return counts
 
     def _random_counts(self, targets: list[list[int]], n_blocks: list[int]) -> list[list[int]]:
