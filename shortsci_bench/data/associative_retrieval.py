@@ -18,8 +18,7 @@ import lightning as L
 import numpy as np
 import torch
 
-from shortsci_bench.data.batches import EvalBatches, TrainStream
-from shortsci_bench.data.mnist import _rank_world
+from shortsci_bench.data.batches import EvalBatches, TrainStream, rank_world
 
 LETTERS = string.ascii_lowercase
 VOCAB = LETTERS + string.digits + "?"  # 37 symbols: letters 0-25, digits 26-35, '?' 36
@@ -134,7 +133,7 @@ class AssociativeRetrievalDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> TrainStream:
         trainer = self.trainer
-        rank, world = _rank_world(trainer)
+        rank, world = rank_world(trainer)
         return TrainStream(
             self._on_device("train"),
             self.batch_size,
@@ -147,7 +146,7 @@ class AssociativeRetrievalDataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> EvalBatches:
         # Under DDP each rank scores its share; the task sums the counts across ranks.
-        rank, world = _rank_world(getattr(self, "trainer", None))
+        rank, world = rank_world(getattr(self, "trainer", None))
         return EvalBatches(self._on_device("val"), self.eval_batch_size, rank, world)
 
     def test_dataloader(self) -> EvalBatches:

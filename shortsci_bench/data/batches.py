@@ -15,6 +15,11 @@ import torch
 Transform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 
+
+def rank_world(trainer) -> tuple[int, int]:
+    """(global rank, world size) of a Lightning trainer; (0, 1) outside one."""
+    return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
 class TrainStream:
     """`steps` batches of `batch_size`, drawn without replacement within each pass.
 

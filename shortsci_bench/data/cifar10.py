@@ -46,7 +46,7 @@ from torchvision.datasets import CIFAR10
 
 from shortsci_bench.data import mirror as mirror_mod
 from shortsci_bench.data.augment import ImageNormalizer, pad_crop_flip
-from shortsci_bench.data.batches import EvalBatches, TrainStream
+from shortsci_bench.data.batches import EvalBatches, TrainStream, rank_world
 from shortsci_bench.data.errors import DatasetMissingError, host_reachable
 
 CLASSES = (
@@ -499,14 +499,10 @@ class CIFAR10DataModule(L.LightningDataModule):
 
         return transform
 
-    def _rank_world(self) -> tuple[int, int]:
-        trainer = getattr(self, "trainer", None)
-        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
-
     def train_dataloader(self) -> TrainStream:
         dev = self._device()
         trainer = getattr(self, "trainer", None)
-        rank, world = self._rank_world()
+        rank, world = rank_world(getattr(self, "trainer", None))
         return TrainStream(
             (self.data.train_images.to(dev), self.data.train_labels.to(dev)),
             self.batch_size,
@@ -520,7 +516,7 @@ class CIFAR10DataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> NormalizedBatches:
         dev = self._device()
-        rank, world = self._rank_world()
+        rank, world = rank_world(getattr(self, "trainer", None))
         batches = EvalBatches(
             (self.data.test_images.to(dev), self.data.test_labels.to(dev)),
             self.eval_batch_size,

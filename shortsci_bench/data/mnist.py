@@ -10,7 +10,7 @@ import torch
 from torchvision.datasets import MNIST
 
 from shortsci_bench.data import mirror as mirror_mod
-from shortsci_bench.data.batches import EvalBatches, TrainStream
+from shortsci_bench.data.batches import EvalBatches, TrainStream, rank_world
 from shortsci_bench.data.errors import DatasetMissingError, host_reachable
 
 MNIST_HOST = "ossci-datasets.s3.amazonaws.com"  # torchvision's first mirror
@@ -51,10 +51,6 @@ def to_tensors(ds: MNIST, binarize: bool = False) -> tuple[torch.Tensor, torch.T
     if binarize:
         x = (x > 0.5).float()
     return x, ds.targets.clone()
-
-
-def _rank_world(trainer) -> tuple[int, int]:
-    return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
 
 class MNISTDataModule(L.LightningDataModule):
@@ -108,7 +104,7 @@ class MNISTDataModule(L.LightningDataModule):
         dev = self._device()
         tensors = tuple(t.to(dev) for t in self.train)
         trainer = self.trainer
-        rank, world = _rank_world(trainer)
+        rank, world = rank_world(trainer)
         return TrainStream(
             tensors,
             self.batch_size,
@@ -121,7 +117,7 @@ class MNISTDataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> EvalBatches:
         dev = self._device()
-        rank, world = _rank_world(getattr(self, "trainer", None))
+        rank, world = rank_world(getattr(self, "trainer", None))
         return EvalBatches(tuple(t.to(dev) for t in self.test), self.eval_batch_size, rank, world)
 
     def provenance(self) -> dict:

@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from shortsci_bench.data import mirror as mirror_mod
-from shortsci_bench.data.batches import EvalBatches, TrainStream
-from shortsci_bench.data.mnist import MNISTDataModule, _rank_world, load_mnist, to_tensors
+from shortsci_bench.data.batches import EvalBatches, TrainStream, rank_world
+from shortsci_bench.data.mnist import MNISTDataModule, load_mnist, to_tensors
 
 SIDE = 28
 PROBE_IMAGES = 1000
@@ -109,7 +109,7 @@ class SequentialMNISTDataModule(MNISTDataModule):
 
     def train_dataloader(self) -> TrainStream:
         trainer = self.trainer
-        rank, world = _rank_world(trainer)
+        rank, world = rank_world(trainer)
         return TrainStream(
             self._on_device("train"),
             self.batch_size,
@@ -122,7 +122,7 @@ class SequentialMNISTDataModule(MNISTDataModule):
 
     def val_dataloader(self) -> EvalBatches:
         # Under DDP each rank scores its share; the task sums the counts across ranks.
-        rank, world = _rank_world(getattr(self, "trainer", None))
+        rank, world = rank_world(getattr(self, "trainer", None))
         return EvalBatches(self._on_device("val"), self.eval_batch_size, rank, world)
 
     def test_dataloader(self) -> EvalBatches:
