@@ -288,6 +288,20 @@ def test_stub_records_are_never_reproduced(dirs):
     assert v.stub is True and v.n == 4  # the estimate is still shown
 
 
+def test_stub_records_at_a_lower_tier_are_not_attempted_not_indicative(dirs):
+    # e.g. transducer_timit smoke runs on the TIMIT stub, for a claim judged at paper tier
+    runs, exps = dirs
+    add_runs(runs, "a", "test/acc", [0.2, 0.3, 0.25], tier="smoke", stub=True)
+    res = one(runs, exps, [value_claim()])["val"]
+    assert res.verdict.verdict == "not_attempted"
+    assert res.verdict.why.startswith(STUB_REASON)
+    # a real run at paper tier is judged as usual, and the stub row stays not_attempted
+    add_runs(runs, "a", "test/acc", [0.899, 0.901, 0.900])
+    res = one(runs, exps, [value_claim()])["val"]
+    assert res.verdict.verdict == "reproduced" and res.verdict.tier == "paper"
+    assert [v.verdict for v in res.indicative] == ["not_attempted"]
+
+
 def test_only_completed_runs_count_but_others_are_shown(dirs):
     runs, exps = dirs
     add_runs(runs, "a", "test/acc", [0.899, 0.901, 0.900])

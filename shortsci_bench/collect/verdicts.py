@@ -359,12 +359,14 @@ def _evaluate(paper: PaperClaims, claim, groups, tier: str, why_not_judged: str 
         confidence=claim.stats.confidence,
     )
     _RULES[claim.kind](v, claim, groups, tier)
-    if why_not_judged is not None:
+    if v.stub:
+        # Stub data says nothing about the paper at any tier: never a verdict, never a hint.
+        v.judged = why_not_judged is None
+        v.verdict, v.why = "not_attempted", f"{STUB_REASON}; the rule alone: {v.why}"
+    elif why_not_judged is not None:
         # No verdict at this tier: keep estimate and gap, say why it is only indicative.
         v.judged = False
         v.verdict, v.why = "indicative", f"{why_not_judged}; here: {v.why}"
-    elif v.stub:
-        v.verdict, v.why = "not_attempted", f"{STUB_REASON}; the rule alone: {v.why}"
     return v
 
 
