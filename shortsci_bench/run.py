@@ -253,7 +253,8 @@ def _train(cfg: DictConfig, tier: str, chash: str, run_dir: Path, threads: int) 
     )
     if trainer.is_global_zero:
         path = write_record(run_dir, record)
-        _say(f"{status}: {path}")
+        label = " [STUB DATA: a synthetic stand-in, not the real corpus]" if record.stub else ""
+        _say(f"{status}{label}: {path}")
         for k, v in sorted(record.metrics.items()):
-            _say(f"  {k} = {v:.6g}")
+            _say(f"  {k} = {v:.6g}" + (" (stub)" if record.stub else ""))
     return record

@@ -245,7 +245,7 @@ def test_filterbank_puts_a_tone_in_its_band():
 
 # --- the experiment on the stub ------------------------------------------------------------
 @pytest.mark.parametrize("arm", ["transducer", "ctc", "encdec", "transducer_raml"])
-def test_transducer_timit_smoke_on_stub(tmp_path, stub_root, arm):
+def test_transducer_timit_smoke_on_stub(tmp_path, stub_root, arm, capsys):
     record = run_cfg(
         ["+experiment=transducer_timit", "scale=smoke", "dataset=timit_stub", f"arm={arm}",
          f"dataset.root={stub_root}", "dataset.stub_seed=3", "logger=none"],
@@ -256,3 +256,7 @@ def test_transducer_timit_smoke_on_stub(tmp_path, stub_root, arm):
     assert any("stub" in note for note in record.notes)
     assert 0.0 <= record.metrics["test/per"] and "val/per" in record.metrics
     assert record.provenance.data["speakers"] == {"train": 8, "dev": 2, "test": 2}
+    out = capsys.readouterr()
+    printed = out.out + out.err
+    assert "STUB DATA" in printed and "test/per = " in printed
+    assert all(line.endswith("(stub)") for line in printed.splitlines() if " = " in line)
