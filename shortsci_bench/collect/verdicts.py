@@ -181,6 +181,27 @@ def _fill(v: Verdict, s: Summary) -> None:
     v.ci_low, v.ci_high, v.confidence = s.ci_low, s.ci_high, s.confidence
 
 
+def _arm_interval(
+    v: Verdict, claim: ValueClaim | PropertyClaim, groups, tier: str, reference: float
+) -> Summary | None:
+    """The interval of one arm's mean metric over seeds, recorded in `v` with its gap to
+    `reference`; None, with `v` left inconclusive, when there is nothing to decide on."""
+    sample = _arm_sample(groups, (claim.experiment, claim.arm, tier), claim.metric)
+    v.counts, v.stub = {claim.arm: sample.counts}, sample.stub
+    if not sample.values:
+        v.verdict, v.why = "inconclusive", _no_data_why(claim.metric, {claim.arm: sample})
+        return None
+    s = summarize(sample.values.values(), claim.stats.confidence)
+    _fill(v, s)
+    v.seeds = sorted(sample.values)
+    v.gap = s.mean - reference
+    gate = _interval_gate(s, claim.stats.min_seeds)
+    if gate:
+        v.verdict, v.why = "inconclusive", gate
+        return None
+    return s
+
+
 def _value_tolerance(claim: ValueClaim) -> tuple[float, str]:
     if claim.tolerance is not None:
         return claim.tolerance, "the claim's tolerance"
@@ -194,9 +215,6 @@ def _value_tolerance(claim: ValueClaim) -> tuple[float, str]:
 
 
 def _judge_value(v: Verdict, claim: ValueClaim, groups, tier: str) -> None:
-    key = (claim.experiment, claim.arm, tier)
-    sample = _arm_sample(groups, key, claim.metric)
-    v.counts, v.stub = {claim.arm: sample.counts}, sample.stub
     tol, tol_words = _value_tolerance(claim)
     lo_band, hi_band = claim.target - tol, claim.target + tol
     conf = claim.stats.confidence
@@ -206,17 +224,10 @@ def _judge_value(v: Verdict, claim: ValueClaim, groups, tier: str) -> None:
         f"over seeds must lie within {fmt(claim.target)} ± {fmt(tol)} ({tol_words}); "
         "wholly outside = not reproduced"
     )
-    if not sample.values:
-        v.verdict, v.why = "inconclusive", _no_data_why(claim.metric, {claim.arm: sample})
+    s = _arm_interval(v, claim, groups, tier, claim.target)
+    if s is None:
         return
-    s = summarize(sample.values.values(), conf)
-    _fill(v, s)
-    v.seeds = sorted(sample.values)
-    v.gap = s.mean - claim.target
-    gate = _interval_gate(s, claim.stats.min_seeds)
-    if gate:
-        v.verdict, v.why = "inconclusive", gate
-    elif s.ci_low >= lo_band and s.ci_high <= hi_band:
+    if s.ci_low >= lo_band and s.ci_high <= hi_band:
         v.verdict = "reproduced"
         v.why = (
             f"CI [{fmt(s.ci_low)}, {fmt(s.ci_high)}] lies within [{fmt(lo_band)}, {fmt(hi_band)}]"
@@ -310,8 +321,6 @@ _VIOLATED = {
 
 
 def _judge_property(v: Verdict, claim: PropertyClaim, groups, tier: str) -> None:
-    sample = _arm_sample(groups, (claim.experiment, claim.arm, tier), claim.metric)
-    v.counts, v.stub = {claim.arm: sample.counts}, sample.stub
     conf = claim.stats.confidence
     v.target = f"{claim.op} {fmt(claim.threshold)}"
     v.rule = (
@@ -319,18 +328,11 @@ def _judge_property(v: Verdict, claim: PropertyClaim, groups, tier: str) -> None
         f"must lie wholly {claim.op} {fmt(claim.threshold)}; wholly on the other side = not "
         "reproduced"
     )
-    if not sample.values:
-        v.verdict, v.why = "inconclusive", _no_data_why(claim.metric, {claim.arm: sample})
+    s = _arm_interval(v, claim, groups, tier, claim.threshold)
+    if s is None:
         return
-    s = summarize(sample.values.values(), conf)
-    _fill(v, s)
-    v.seeds = sorted(sample.values)
-    v.gap = s.mean - claim.threshold
-    gate = _interval_gate(s, claim.stats.min_seeds)
     ci = f"CI [{fmt(s.ci_low)}, {fmt(s.ci_high)}]"
-    if gate:
-        v.verdict, v.why = "inconclusive", gate
-    elif _SATISFIED[claim.op](s.ci_low, s.ci_high, claim.threshold):
+    if _SATISFIED[claim.op](s.ci_low, s.ci_high, claim.threshold):
         v.verdict, v.why = "reproduced", f"{ci} is wholly {claim.op} {fmt(claim.threshold)}"
     elif _VIOLATED[claim.op](s.ci_low, s.ci_high, claim.threshold):
         v.verdict, v.why = (

@@ -16,6 +16,7 @@ from __future__ import annotations
 import lightning as L
 import torch
 
+from shortsci_bench.data.batches import start_at_global_step
 from shortsci_bench.data.sequences import Batch, FixedBatches, GeneratedStream, pad_sequences
 
 PLUS, END = 10, 11
@@ -96,7 +97,7 @@ class AdditionDataModule(L.LightningDataModule):
             lambda g: make_batch(self._pairs(self.batch_size, g)),
             self.steps,
             self.seed,
-            start_step=lambda: trainer.global_step if trainer is not None else 0,
+            start_step=start_at_global_step(trainer),
         )
 
     def _eval_batches(self, split: str) -> FixedBatches:

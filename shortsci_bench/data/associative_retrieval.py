@@ -18,7 +18,7 @@ import lightning as L
 import numpy as np
 import torch
 
-from shortsci_bench.data.batches import EvalBatches, TrainStream, rank_world
+from shortsci_bench.data.batches import EvalBatches, TrainStream, sharded_eval, train_stream
 
 LETTERS = string.ascii_lowercase
 VOCAB = LETTERS + string.digits + "?"  # 37 symbols: letters 0-25, digits 26-35, '?' 36
@@ -132,22 +132,10 @@ class AssociativeRetrievalDataModule(L.LightningDataModule):
         return tuple(t.to(dev) for t in self.splits[split])
 
     def train_dataloader(self) -> TrainStream:
-        trainer = self.trainer
-        rank, world = rank_world(trainer)
-        return TrainStream(
-            self._on_device("train"),
-            self.batch_size,
-            self.steps,
-            self.seed,
-            start_step=lambda: trainer.global_step if trainer is not None else 0,
-            rank=rank,
-            world_size=world,
-        )
+        return train_stream(self, self._on_device("train"))
 
     def val_dataloader(self) -> EvalBatches:
-        # Under DDP each rank scores its share; the task sums the counts across ranks.
-        rank, world = rank_world(getattr(self, "trainer", None))
-        return EvalBatches(self._on_device("val"), self.eval_batch_size, rank, world)
+        return sharded_eval(self, self._on_device("val"))
 
     def test_dataloader(self) -> EvalBatches:
         # Read once at the end by the task, whole on every rank.

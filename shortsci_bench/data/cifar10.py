@@ -46,7 +46,7 @@ from torchvision.datasets import CIFAR10
 
 from shortsci_bench.data import mirror as mirror_mod
 from shortsci_bench.data.augment import ImageNormalizer, pad_crop_flip
-from shortsci_bench.data.batches import EvalBatches, TrainStream, rank_world
+from shortsci_bench.data.batches import EvalBatches, TrainStream, sharded_eval, train_stream
 from shortsci_bench.data.errors import DatasetMissingError, host_reachable
 
 CLASSES = (
@@ -501,29 +501,13 @@ class CIFAR10DataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> TrainStream:
         dev = self._device()
-        trainer = getattr(self, "trainer", None)
-        rank, world = rank_world(getattr(self, "trainer", None))
-        return TrainStream(
-            (self.data.train_images.to(dev), self.data.train_labels.to(dev)),
-            self.batch_size,
-            self.steps,
-            self.seed,
-            start_step=lambda: trainer.global_step if trainer is not None else 0,
-            transform=self.train_transform(dev),
-            rank=rank,
-            world_size=world,
-        )
+        train = (self.data.train_images.to(dev), self.data.train_labels.to(dev))
+        return train_stream(self, train, transform=self.train_transform(dev))
 
     def val_dataloader(self) -> NormalizedBatches:
         dev = self._device()
-        rank, world = rank_world(getattr(self, "trainer", None))
-        batches = EvalBatches(
-            (self.data.test_images.to(dev), self.data.test_labels.to(dev)),
-            self.eval_batch_size,
-            rank,
-            world,
-        )
-        return NormalizedBatches(batches, self.normalizer.to(dev))
+        test = (self.data.test_images.to(dev), self.data.test_labels.to(dev))
+        return NormalizedBatches(sharded_eval(self, test), self.normalizer.to(dev))
 
     def init_batch(self, n: int) -> torch.Tensor:
         """`n` training images drawn by the seed, normalised and not augmented: the batch

@@ -17,10 +17,12 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import torch
+
+from shortsci_bench.data.batches import GeneratedSteps
 
 EVAL_SEED = 160604080  # fixed (arXiv 1606.04080); independent of every run's seed
 _SETTING = re.compile(r"^(\d+)w(\d+)s$")
@@ -200,38 +202,10 @@ def mean_ci95(values: torch.Tensor) -> tuple[float, float]:
     return float(v.mean()), 1.96 * float(v.std(unbiased=True)) / math.sqrt(v.numel())
 
 
-class StepStream:
-    """`steps` training batches; batch i is `build(generator seeded by (seed, i))`.
-
-    Like `TrainStream`, it starts at the trainer's global step on each `iter()`, so a resumed
-    run continues with exactly the episodes an uninterrupted run would have drawn.
-    """
-
-    def __init__(
-        self,
-        build: Callable[[torch.Generator], Any],
-        steps: int,
-        seed: int,
-        start_step: Callable[[], int] = lambda: 0,
-    ):
-        self.build, self.steps, self.seed, self.start_step = build, steps, seed, start_step
-
-    def __len__(self) -> int:
-        return self.steps
-
-    def batch(self, step: int) -> Any:
-        return self.build(torch.Generator().manual_seed(self.seed * 1_000_003 + step))
-
-    def __iter__(self) -> Iterator[Any]:
-        for step in range(self.start_step(), self.steps):
-            yield self.batch(step)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"seed": self.seed}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state and state.get("seed") != self.seed:
-            raise ValueError("checkpoint was made with another seed than this run")
+# `steps` training batches; batch i is `build(generator seeded by (seed, i))`. Like
+# `TrainStream`, it starts at the trainer's global step on each `iter()`, so a resumed run
+# continues with exactly the episodes an uninterrupted run would have drawn.
+StepStream = GeneratedSteps
 
 
 class PinnedEpisodes:

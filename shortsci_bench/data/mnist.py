@@ -10,7 +10,7 @@ import torch
 from torchvision.datasets import MNIST
 
 from shortsci_bench.data import mirror as mirror_mod
-from shortsci_bench.data.batches import EvalBatches, TrainStream, rank_world
+from shortsci_bench.data.batches import EvalBatches, TrainStream, sharded_eval, train_stream
 from shortsci_bench.data.errors import DatasetMissingError, host_reachable
 
 MNIST_HOST = "ossci-datasets.s3.amazonaws.com"  # torchvision's first mirror
@@ -61,6 +61,7 @@ class MNISTDataModule(L.LightningDataModule):
     """
 
     name = "mnist"
+    eval_split = "test"  # scored during training; a subclass with a validation split overrides it
 
     def __init__(
         self,
@@ -100,25 +101,14 @@ class MNISTDataModule(L.LightningDataModule):
         trainer = getattr(self, "trainer", None)
         return trainer.strategy.root_device if trainer is not None else torch.device("cpu")
 
+    def _on_device(self, split: str) -> tuple[torch.Tensor, ...]:
+        return tuple(t.to(self._device()) for t in getattr(self, split))
+
     def train_dataloader(self) -> TrainStream:
-        dev = self._device()
-        tensors = tuple(t.to(dev) for t in self.train)
-        trainer = self.trainer
-        rank, world = rank_world(trainer)
-        return TrainStream(
-            tensors,
-            self.batch_size,
-            self.steps,
-            self.seed,
-            start_step=lambda: trainer.global_step if trainer is not None else 0,
-            rank=rank,
-            world_size=world,
-        )
+        return train_stream(self, self._on_device("train"))
 
     def val_dataloader(self) -> EvalBatches:
-        dev = self._device()
-        rank, world = rank_world(getattr(self, "trainer", None))
-        return EvalBatches(tuple(t.to(dev) for t in self.test), self.eval_batch_size, rank, world)
+        return sharded_eval(self, self._on_device(self.eval_split))
 
     def provenance(self) -> dict:
         return {

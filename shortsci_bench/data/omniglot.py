@@ -50,7 +50,7 @@ from torchvision.datasets import Omniglot
 
 from shortsci_bench.data import episodes as E
 from shortsci_bench.data import mirror as mirror_mod
-from shortsci_bench.data.batches import TrainStream
+from shortsci_bench.data.batches import TrainStream, start_at_global_step
 from shortsci_bench.data.errors import DatasetMissingError, host_reachable
 from shortsci_bench.data.mirror import unpacker
 
@@ -441,8 +441,7 @@ class OmniglotDataModule(L.LightningDataModule):
         return trainer.strategy.root_device if trainer is not None else torch.device("cpu")
 
     def _start_step(self):
-        trainer = getattr(self, "trainer", None)
-        return lambda: trainer.global_step if trainer is not None else 0
+        return start_at_global_step(getattr(self, "trainer", None))
 
     def train_dataloader(self):
         dev = self._device()

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from shortsci_bench.data import mirror as mirror_mod
-from shortsci_bench.data.batches import EvalBatches, TrainStream, rank_world
+from shortsci_bench.data.batches import EvalBatches, TrainStream
 from shortsci_bench.data.mnist import MNISTDataModule, load_mnist, to_tensors
 
 SIDE = 28
@@ -51,6 +51,7 @@ class SequentialMNISTDataModule(MNISTDataModule):
     (`test_dataloader`, once at the end)."""
 
     name = "sequential_mnist"
+    eval_split = "val"
 
     def __init__(
         self,
@@ -106,24 +107,6 @@ class SequentialMNISTDataModule(MNISTDataModule):
         if (split, dev) not in self._cache:  # move once, not at every evaluation
             self._cache[(split, dev)] = tuple(t.to(dev) for t in getattr(self, split))
         return self._cache[(split, dev)]
-
-    def train_dataloader(self) -> TrainStream:
-        trainer = self.trainer
-        rank, world = rank_world(trainer)
-        return TrainStream(
-            self._on_device("train"),
-            self.batch_size,
-            self.steps,
-            self.seed,
-            start_step=lambda: trainer.global_step if trainer is not None else 0,
-            rank=rank,
-            world_size=world,
-        )
-
-    def val_dataloader(self) -> EvalBatches:
-        # Under DDP each rank scores its share; the task sums the counts across ranks.
-        rank, world = rank_world(getattr(self, "trainer", None))
-        return EvalBatches(self._on_device("val"), self.eval_batch_size, rank, world)
 
     def test_dataloader(self) -> EvalBatches:
         # Read once at the end by the task, whole on every rank.

@@ -29,6 +29,7 @@ import lightning as L
 import numpy as np
 import torch
 
+from shortsci_bench.data.batches import start_at_global_step
 from shortsci_bench.data.errors import DatasetMissingError
 from shortsci_bench.data.sequences import Batch, FixedBatches, SequenceStream, pad_sequences
 from shortsci_bench.data.speech_features import FilterbankConfig, LogMelFilterbank, moments
@@ -413,7 +414,7 @@ class TIMITDataModule(L.LightningDataModule):
             self.steps,
             self.seed,
             collate=lambda idx: self.collate("train", idx),
-            start_step=lambda: trainer.global_step if trainer is not None else 0,
+            start_step=start_at_global_step(trainer),
         )
 
     def _eval_batches(self, split: str) -> FixedBatches:

@@ -17,14 +17,12 @@ import math
 import time
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from shortsci_bench.tasks.classification import ClassificationTask
-from shortsci_bench.tasks.train_loss import TrainLossTracking
+from shortsci_bench.tasks.train_loss import TrainLossClassificationTask
 
 
-class SwapoutTask(TrainLossTracking, ClassificationTask):
+class SwapoutTask(TrainLossClassificationTask):
     def __init__(
         self,
         model: nn.Module,
@@ -36,29 +34,17 @@ class SwapoutTask(TrainLossTracking, ClassificationTask):
         eval_prefix: str = "test",
         mean_over_history: tuple[str, ...] = (),
     ):
-        super().__init__(
-            model,
-            optimizer,
-            scheduler,
-            eval_prefix=eval_prefix,
-            mean_over_history=tuple(mean_over_history),
-        )
+        super().__init__(model, optimizer, scheduler, eval_prefix, None, mean_over_history)
         self.stochastic_samples = int(stochastic_samples)
         # error after the first k of the N passes, for how many samples inference needs
         self.sample_counts = [int(k) for k in sample_counts if 0 < int(k) < self.stochastic_samples]
         self.eval_seed = int(eval_seed)
 
-    def training_step(self, batch, batch_idx):
-        x, y = batch
-        loss = F.cross_entropy(self.model(x), y)
-        self.track_train_loss(loss)
-        return self.check_finite(loss)
-
     def record_eval(self, metrics: dict[str, float]) -> None:
         # Validation runs the network in eval mode, i.e. deterministic inference.
         p = f"{self.eval_prefix}/"
         renamed = {f"{k}_det" if k.startswith(p) else k: v for k, v in metrics.items()}
-        super().record_eval({**renamed, **self.train_loss_since_eval()})
+        super().record_eval(renamed)
 
     def on_train_end(self) -> None:
         if self.diverged:

@@ -10,6 +10,9 @@ written (right after an evaluation), so resumed runs need no extra state.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
+
+from shortsci_bench.tasks.classification import ClassificationTask
 
 
 class TrainLossTracking:
@@ -29,3 +32,16 @@ class TrainLossTracking:
         mean = (self._train_loss_sum / self._train_loss_count).item()
         self._train_loss_sum, self._train_loss_count = None, 0
         return {"train/loss": mean}
+
+
+class TrainLossClassificationTask(TrainLossTracking, ClassificationTask):
+    """A `ClassificationTask` whose evaluation rows also carry `train/loss`."""
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = F.cross_entropy(self.model(x), y)
+        self.track_train_loss(loss)
+        return self.check_finite(loss)
+
+    def record_eval(self, metrics: dict[str, float]) -> None:
+        super().record_eval({**metrics, **self.train_loss_since_eval()})

@@ -12,11 +12,9 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from shortsci_bench.tasks.classification import ClassificationTask
-from shortsci_bench.tasks.train_loss import TrainLossTracking
+from shortsci_bench.tasks.train_loss import TrainLossClassificationTask
 
 
 class WeightNormSchedule(torch.optim.lr_scheduler.LRScheduler):
@@ -46,7 +44,7 @@ class WeightNormSchedule(torch.optim.lr_scheduler.LRScheduler):
         return [base * factor for base in self.base_lrs]
 
 
-class WeightNormTask(TrainLossTracking, ClassificationTask):
+class WeightNormTask(TrainLossClassificationTask):
     def __init__(
         self,
         model: nn.Module,
@@ -56,13 +54,7 @@ class WeightNormTask(TrainLossTracking, ClassificationTask):
         eval_prefix: str = "test",
         mean_over_history: tuple[str, ...] = ("train/loss",),
     ):
-        super().__init__(
-            model,
-            optimizer,
-            scheduler,
-            eval_prefix=eval_prefix,
-            mean_over_history=tuple(mean_over_history),
-        )
+        super().__init__(model, optimizer, scheduler, eval_prefix, None, mean_over_history)
         self.init_batch = int(init_batch)
 
     def on_train_start(self) -> None:
@@ -70,15 +62,6 @@ class WeightNormTask(TrainLossTracking, ClassificationTask):
         if self.global_step == 0 and self.init_batch > 0:
             dm = self.trainer.datamodule
             self.model.data_dependent_init(dm.init_batch(self.init_batch))
-
-    def training_step(self, batch, batch_idx):
-        x, y = batch
-        loss = F.cross_entropy(self.model(x), y)
-        self.track_train_loss(loss)
-        return self.check_finite(loss)
-
-    def record_eval(self, metrics: dict[str, float]) -> None:
-        super().record_eval({**metrics, **self.train_loss_since_eval()})
 
     # GPU kernels run asynchronously: synchronise so that time/step_s is the update's
     # wall time, not the time to queue it.
