@@ -302,6 +302,33 @@ def test_stub_records_at_a_lower_tier_are_not_attempted_not_indicative(dirs):
     assert [v.verdict for v in res.indicative] == ["not_attempted"]
 
 
+def test_an_unmet_precondition_makes_a_decided_ordering_inconclusive(dirs):
+    runs, exps = dirs
+    add_runs(runs, "a", "test/acc", [0.90, 0.91, 0.92])
+    add_runs(runs, "b", "test/acc", [0.80, 0.80, 0.81])
+    req = {"arm": "a", "metric": "probe/binds", "op": ">", "threshold": 0.5, "why": "a binds"}
+    # untested: no run carries the metric
+    v = one(runs, exps, [ordering_claim(requires=[req])])["order"].verdict
+    assert v.verdict == "inconclusive" and v.why.startswith("precondition untested")
+    assert "the rule alone: reproduced" in v.why
+    # met: the verdict stands
+    add_runs(runs, "c", "probe/binds", [0.8, 0.82, 0.81])
+    req["arm"] = "c"
+    assert (
+        one(runs, exps, [ordering_claim(requires=[req])])["order"].verdict.verdict == "reproduced"
+    )
+    # not met: inconclusive, naming the precondition and its interval
+    req["threshold"] = 0.9
+    v = one(runs, exps, [ordering_claim(requires=[req])])["order"].verdict
+    assert v.verdict == "inconclusive"
+    assert v.why.startswith("precondition not met: a binds (c probe/binds > 0.9; mean 0.81")
+    # a precondition never lifts an undecided verdict, and never touches one that held
+    req["threshold"] = 0.5
+    add_runs(runs, "b", "test/acc", [0.95, 0.85, 0.95], seeds=[0, 1, 2])
+    v = one(runs, exps, [ordering_claim(requires=[req])])["order"].verdict
+    assert v.verdict == "inconclusive" and "precondition" not in v.why
+
+
 def test_only_completed_runs_count_but_others_are_shown(dirs):
     runs, exps = dirs
     add_runs(runs, "a", "test/acc", [0.899, 0.901, 0.900])

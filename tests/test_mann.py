@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
+import yaml
 
 from shortsci_bench.data import episodes as E
 from shortsci_bench.data import mirror as mirror_mod
@@ -16,7 +19,7 @@ from shortsci_bench.models.mann import (
     previous_labels,
     update_usage,
 )
-from shortsci_bench.tasks.mann import instance_numbers
+from shortsci_bench.tasks.mann import instance_numbers, label_exclusion_accuracy
 from tests.conftest import run_cfg
 from tests.omniglot_fake import register_tiny_split, write_fake_mirror
 
@@ -108,6 +111,34 @@ def test_stream_nearest_neighbour_and_instance_numbers():
     pred = StreamNearestNeighbour(n_classes=2)(x, y).argmax(-1)
     assert pred.tolist() == [[0, 1, 1, 0]]  # step 0 guesses 0; step 1 can only name label 1
     assert instance_numbers(y, 2).tolist() == [[1, 1, 2, 2]]
+
+
+def test_label_exclusion_chance_by_hand():
+    # 3 classes: stream c0 c1 c0 c2 c1
+    #   c0 new, nothing used: 1/3; c1 new, 1 used: 1/2; c0 seen, 2 used: 1/2;
+    #   c2 new, 2 used: 1/1; c1 seen, 3 used: 1/3
+    y = torch.tensor([[0, 1, 0, 2, 1]])
+    got = label_exclusion_accuracy(y, 3)
+    assert torch.allclose(got, torch.tensor([[1 / 3, 1 / 2, 1 / 2, 1.0, 1 / 3]]))
+
+
+def test_claims_precondition_is_the_chance_line_of_the_pinned_streams():
+    # mann_one_shot's claims require the MANN to beat this chance line at the 2nd presentation;
+    # the number in the YAML must be the one the pinned test streams give.
+    idx = E.pinned_sequences(423, 5, 10, 1000)
+    y = torch.arange(5).repeat_interleave(10)[idx["order"]]
+    chance = label_exclusion_accuracy(y, 5)
+    at2 = (instance_numbers(y, 5) == 2).float()
+    expected = float(((chance * at2).sum(1) / at2.sum(1)).mean())
+    path = Path(__file__).parents[1] / "experiments" / "mann_one_shot" / "claims.yaml"
+    claims = yaml.safe_load(path.read_text())
+    thresholds = {
+        r["threshold"]
+        for c in claims["claims"]
+        for r in c.get("requires", [])
+        if r["metric"] == "test/acc_inst2"
+    }
+    assert thresholds and all(abs(t - expected) < 5e-4 for t in thresholds), (thresholds, expected)
 
 
 def test_mann_learns_a_fixed_stream():

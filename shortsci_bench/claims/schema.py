@@ -66,6 +66,21 @@ class Side(Strict):
     metric: str | None = None
 
 
+class Requirement(Strict):
+    """A precondition for judging a claim: the arm's metric must meet `op threshold`.
+
+    For a comparison that means something only once a model shows the mechanism under test
+    (e.g. a memory network that binds labels at all). Judged like a property claim on the
+    interval of the seed mean, at the claim's tier; unmet or unresolved -> `inconclusive`.
+    """
+
+    arm: str
+    metric: str
+    op: Literal["<", "<=", ">", ">="]
+    threshold: float
+    why: str  # what meeting it shows, in words the verdict can quote
+
+
 class ClaimBase(Strict):
     id: str = Field(pattern=r"^[a-z0-9_]+$")
     statement: str  # our plain restatement of what is checked
@@ -77,6 +92,7 @@ class ClaimBase(Strict):
     metric: str | None = None
     tiers: list[Tier] = Field(default_factory=lambda: ["paper"])
     stats: Stats = Field(default_factory=Stats)
+    requires: list[Requirement] = Field(default_factory=list)
     note: str | None = None
 
     @model_validator(mode="after")

@@ -346,6 +346,26 @@ def _judge_property(v: Verdict, claim: PropertyClaim, groups, tier: str) -> None
 _RULES = {"value": _judge_value, "ordering": _judge_ordering, "property": _judge_property}
 
 
+def _unmet_requirement(claim, groups, tier: str) -> str | None:
+    """Why a precondition of the claim does not hold (or cannot be told) at `tier`; None if all hold."""
+    for req in claim.requires:
+        sample = _arm_sample(groups, (claim.experiment, req.arm, tier), req.metric)
+        where = f"{req.arm} {req.metric} {req.op} {fmt(req.threshold)}"
+        if not sample.values:
+            return f"precondition untested ({where}): no completed runs with that metric"
+        s = summarize(sample.values.values(), claim.stats.confidence)
+        gate = _interval_gate(s, claim.stats.min_seeds)
+        if gate:
+            return f"precondition undecided ({where}): {gate}"
+        ci = f"mean {fmt(s.mean)}, CI [{fmt(s.ci_low)}, {fmt(s.ci_high)}]"
+        if not _SATISFIED[req.op](s.ci_low, s.ci_high, req.threshold):
+            state = (
+                "not met" if _VIOLATED[req.op](s.ci_low, s.ci_high, req.threshold) else "undecided"
+            )
+            return f"precondition {state}: {req.why} ({where}; {ci})"
+    return None
+
+
 def _evaluate(paper: PaperClaims, claim, groups, tier: str, why_not_judged: str | None) -> Verdict:
     arms = _claim_arms(claim)
     v = Verdict(
@@ -361,6 +381,10 @@ def _evaluate(paper: PaperClaims, claim, groups, tier: str, why_not_judged: str 
         confidence=claim.stats.confidence,
     )
     _RULES[claim.kind](v, claim, groups, tier)
+    unmet = _unmet_requirement(claim, groups, tier) if claim.requires else None
+    if unmet and v.verdict in ("reproduced", "not_reproduced"):
+        # The comparison means nothing until the mechanism it tests is there at all.
+        v.verdict, v.why = "inconclusive", f"{unmet}; the rule alone: {v.verdict}, {v.why}"
     if v.stub:
         # Stub data says nothing about the paper at any tier: never a verdict, never a hint.
         v.judged = why_not_judged is None

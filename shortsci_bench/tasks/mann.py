@@ -5,6 +5,10 @@ classes, labels shown one step late; the loss is the cross-entropy of every step
 Accuracy is reported by instance: over the k-th presentation of each class in a stream
 (`test/acc_inst<k>`), with the half-width of its 95% interval over the pinned test streams
 (`test/acc_inst<k>_ci95`). The first presentation can only be guessed.
+
+`test/acc_inst<k>_exclusion` is the chance line a model must beat to show that it binds labels
+to drawings: the expected accuracy of a guesser that knows which drawings are of classes
+already shown and which labels are taken, but not which label goes with which class.
 """
 
 from __future__ import annotations
@@ -26,6 +30,20 @@ def instance_numbers(y: torch.Tensor, n_classes: int) -> torch.Tensor:
     return onehot.cumsum(dim=1).gather(-1, y.unsqueeze(-1)).squeeze(-1)
 
 
+def label_exclusion_accuracy(y: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """Per step, the expected accuracy of the best guesser without label binding.
+
+    A new class gets one of the labels not yet shown (1 / unused); a class seen before gets
+    one of the labels shown so far (1 / used). Labels arrive one step late, so "shown so far"
+    means at earlier steps.
+    """
+    onehot = F.one_hot(y, n_classes)
+    seen_before = (onehot.cumsum(dim=1) - onehot) > 0  # [E, T, C]: class c shown before t
+    used = seen_before.sum(-1)  # distinct labels shown before step t
+    is_new = ~seen_before.gather(-1, y.unsqueeze(-1)).squeeze(-1)
+    return torch.where(is_new, 1.0 / (n_classes - used), 1.0 / used.clamp(min=1))
+
+
 class MANNTask(HarnessTask):
     def __init__(
         self,
@@ -43,6 +61,7 @@ class MANNTask(HarnessTask):
         self.instances_reported = list(instances_reported)
         self.fit_free = fit_free
         self._acc: dict[int, list[torch.Tensor]] = {}
+        self._chance: dict[int, list[torch.Tensor]] = {}
         self._t_eval = 0.0
         self._episodes_per_step = 0
         self._eval_episodes_per_s = float("nan")
@@ -58,6 +77,7 @@ class MANNTask(HarnessTask):
 
     def on_validation_epoch_start(self) -> None:
         self._acc = {k: [] for k in self.instances_reported}
+        self._chance = {k: [] for k in self.instances_reported}
         self._t_eval = time.perf_counter()
 
     @torch.no_grad()
@@ -65,10 +85,12 @@ class MANNTask(HarnessTask):
         x, y = batch
         correct = (self.scores(x, y).argmax(-1) == y).float()
         inst = instance_numbers(y, self.n_classes)
+        chance = label_exclusion_accuracy(y, self.n_classes)
         for k in self.instances_reported:
             at_k = (inst == k).float()
             # per stream: accuracy over the classes presented a k-th time (NaN if none were)
             self._acc[k].append((correct * at_k).sum(1) / at_k.sum(1))
+            self._chance[k].append((chance * at_k).sum(1) / at_k.sum(1))
 
     def on_validation_epoch_end(self) -> None:
         metrics = {}
@@ -81,6 +103,10 @@ class MANNTask(HarnessTask):
                 mean, half = E.mean_ci95(acc)
                 metrics[f"test/acc_inst{k}"] = mean
                 metrics[f"test/acc_inst{k}_ci95"] = half
+            chance = torch.cat(self._chance[k])
+            chance = chance[~torch.isnan(chance)]
+            if len(chance):
+                metrics[f"test/acc_inst{k}_exclusion"] = chance.mean().item()
         seconds = time.perf_counter() - self._t_eval
         metrics["time/eval_s"] = seconds
         self._eval_episodes_per_s = n_streams / seconds
