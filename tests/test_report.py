@@ -15,6 +15,7 @@ from shortsci_bench.report.curves import arm_curve
 pytest.importorskip("matplotlib")
 
 EXP = "curves_exp"
+JPEG = "data: full CIFAR-10 decoded from JPEG quality 75 (lossy: MAE 3-9/255 per pixel)"
 
 
 def history(final: float, steps: int = 5) -> list[dict[str, float]]:
@@ -26,9 +27,10 @@ def report_inputs(tmp_path):
     runs, exps = tmp_path / "runs", tmp_path / "experiments"
     for seed, (a, b) in enumerate([(0.95, 0.90), (0.96, 0.905), (0.955, 0.899)]):
         for arm, acc in (("a", a), ("b", b)):
-            write_run(
-                runs, make_record(EXP, arm, "quick", seed, {"test/acc": acc}, history=history(acc))
+            rec = make_record(
+                EXP, arm, "quick", seed, {"test/acc": acc}, history=history(acc), notes=[JPEG]
             )
+            write_run(runs, rec)
     for seed in range(3):
         rec = make_record(
             "stub_exp", "t", "paper", seed, {"test/per": 0.3}, stub=True, history=history(0.3)
@@ -116,6 +118,9 @@ def test_html_report_from_cli(report_inputs):
     assert "scaled down" in page
     # Final metrics table comes from the records: mean of a's test/acc = 0.955.
     assert "<td>a</td>" in page and "<td>0.955</td>" in page
+    # the lossy data source is named once, with the arms and tier whose records say so
+    assert page.count("decoded from JPEG quality 75 (lossy") == 1
+    assert "<b>quick</b> (a, b): <span class='stub'>data: full CIFAR-10" in page
     stub_page = (out / "experiment-stub_exp.html").read_text()
     assert "STUB DATA" in stub_page and "<img " in stub_page
 

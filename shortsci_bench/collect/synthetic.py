@@ -28,6 +28,7 @@ def make_record(
     history: list[dict[str, float]] | None = None,
     config: dict[str, Any] | None = None,
     finished_at: str = "2026-01-01T00:00:00+00:00",
+    notes: list[str] | None = None,
 ) -> RunRecord:
     """A valid run record; the config hash is derived from experiment, arm, tier and config."""
     config = {
@@ -48,6 +49,7 @@ def make_record(
         metrics=metrics,
         history=history or [],
         stub=stub,
+        notes=list(notes or []),
         provenance=Provenance(config=config, command="synthetic", finished_at=finished_at),
     )
 

@@ -223,6 +223,32 @@ def _figures(collection: Collection, experiment: str) -> str:
     return "\n".join(parts)
 
 
+def _run_notes(collection: Collection, experiment: str) -> str:
+    """The notes the records carry (tier reductions, lossy or stub data), per tier, once each."""
+    items = []
+    tiers = sorted(
+        {k[2] for k in collection.groups if k[0] == experiment},
+        key=TIER_RANK.__getitem__,
+        reverse=True,
+    )
+    for tier in tiers:
+        notes: dict[str, list[str]] = {}
+        for key, group in sorted(collection.groups.items()):
+            if key[0] != experiment or key[2] != tier:
+                continue
+            for record in group.latest_completed().values():
+                for note in record.notes:
+                    arms = notes.setdefault(note, [])
+                    if key[1] not in arms:
+                        arms.append(key[1])
+        for note, arms in notes.items():
+            cls = " class='stub'" if "stub" in note.lower() or "lossy" in note.lower() else ""
+            items.append(
+                f"<li><b>{_e(tier)}</b> ({_e(', '.join(arms))}): <span{cls}>{_e(note)}</span></li>"
+            )
+    return f"<ul>{''.join(items)}</ul>" if items else "<p>The records carry no notes.</p>"
+
+
 def experiment_html(collection: Collection, experiment: str) -> str:
     """One experiment: its claims, aggregates per arm and tier, and learning curves."""
     papers = [p for p in collection.papers if experiment in p.experiments]
@@ -238,6 +264,10 @@ def experiment_html(collection: Collection, experiment: str) -> str:
         f"<table>{CLAIM_HEAD}\n{''.join(_verdict_rows(r) for r in results)}</table>"
         if results
         else "<p>No claims use this experiment.</p>",
+        "<h2>What these runs are</h2>",
+        "<p class='muted'>Notes from the run records: how each tier departs from the paper, "
+        "and which data was used where it is not the original.</p>",
+        _run_notes(collection, experiment),
         "<h2>Final metrics over seeds</h2>",
         _aggregate_table(collection, experiment),
         "<h2>Learning curves</h2>",
