@@ -46,7 +46,7 @@ demo: install data ## run batchnorm_mnist at the quick tier (both arms, 3 seeds)
 bench: install data ## print the benchmarks' ratios against their baselines
 	$(BIN)/python bench/overhead.py
 	$(BIN)/python bench/data.py
-	@for b in bench/cifar_data.py bench/collect_bench.py; do test -f $$b && $(BIN)/python $$b || true; done
+	@for b in bench/cifar_data.py bench/collect_bench.py bench/weightnorm_speed.py; do test -f $$b && $(BIN)/python $$b || true; done
 
 report: install ## write report/index.html from all runs and published results
 	$(BIN)/python -m shortsci_bench.collect --format html --out report/
