@@ -180,13 +180,15 @@ def _aggregate_table(collection: Collection, experiment: str) -> str:
     return f"<table>{head}\n{''.join(rows)}</table>" if rows else "<p>No completed runs.</p>"
 
 
+def _tiers_run(collection: Collection, experiment: str) -> list[str]:
+    """The tiers with records of `experiment`, highest first."""
+    tiers = {k[2] for k in collection.groups if k[0] == experiment}
+    return sorted(tiers, key=TIER_RANK.__getitem__, reverse=True)
+
+
 def _figures(collection: Collection, experiment: str) -> str:
     parts = []
-    tiers = sorted(
-        {k[2] for k in collection.groups if k[0] == experiment},
-        key=TIER_RANK.__getitem__,
-        reverse=True,
-    )
+    tiers = _tiers_run(collection, experiment)
     for tier in tiers:
         arms = sorted(k[1] for k in collection.groups if k[0] == experiment and k[2] == tier)
         per_arm = {}
@@ -226,11 +228,7 @@ def _figures(collection: Collection, experiment: str) -> str:
 def _run_notes(collection: Collection, experiment: str) -> str:
     """The notes the records carry (tier reductions, lossy or stub data), per tier, once each."""
     items = []
-    tiers = sorted(
-        {k[2] for k in collection.groups if k[0] == experiment},
-        key=TIER_RANK.__getitem__,
-        reverse=True,
-    )
+    tiers = _tiers_run(collection, experiment)
     for tier in tiers:
         notes: dict[str, list[str]] = {}
         for key, group in sorted(collection.groups.items()):
