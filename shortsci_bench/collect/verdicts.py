@@ -320,6 +320,16 @@ _VIOLATED = {
 }
 
 
+def _side(op: str, s: Summary, threshold: float) -> bool | None:
+    """Whether the interval lies wholly `op threshold` (True), wholly on the other side
+    (False), or straddles it (None)."""
+    if _SATISFIED[op](s.ci_low, s.ci_high, threshold):
+        return True
+    if _VIOLATED[op](s.ci_low, s.ci_high, threshold):
+        return False
+    return None
+
+
 def _judge_property(v: Verdict, claim: PropertyClaim, groups, tier: str) -> None:
     conf = claim.stats.confidence
     v.target = f"{claim.op} {fmt(claim.threshold)}"
@@ -332,9 +342,10 @@ def _judge_property(v: Verdict, claim: PropertyClaim, groups, tier: str) -> None
     if s is None:
         return
     ci = f"CI [{fmt(s.ci_low)}, {fmt(s.ci_high)}]"
-    if _SATISFIED[claim.op](s.ci_low, s.ci_high, claim.threshold):
+    side = _side(claim.op, s, claim.threshold)
+    if side is True:
         v.verdict, v.why = "reproduced", f"{ci} is wholly {claim.op} {fmt(claim.threshold)}"
-    elif _VIOLATED[claim.op](s.ci_low, s.ci_high, claim.threshold):
+    elif side is False:
         v.verdict, v.why = (
             "not_reproduced",
             f"{ci} is wholly outside {claim.op} {fmt(claim.threshold)}",
@@ -357,11 +368,10 @@ def _unmet_requirement(claim, groups, tier: str) -> str | None:
         gate = _interval_gate(s, claim.stats.min_seeds)
         if gate:
             return f"precondition undecided ({where}): {gate}"
-        ci = f"mean {fmt(s.mean)}, CI [{fmt(s.ci_low)}, {fmt(s.ci_high)}]"
-        if not _SATISFIED[req.op](s.ci_low, s.ci_high, req.threshold):
-            state = (
-                "not met" if _VIOLATED[req.op](s.ci_low, s.ci_high, req.threshold) else "undecided"
-            )
+        side = _side(req.op, s, req.threshold)
+        if side is not True:
+            state = "not met" if side is False else "undecided"
+            ci = f"mean {fmt(s.mean)}, CI [{fmt(s.ci_low)}, {fmt(s.ci_high)}]"
             return f"precondition {state}: {req.why} ({where}; {ci})"
     return None
 
@@ -381,10 +391,11 @@ def _evaluate(paper: PaperClaims, claim, groups, tier: str, why_not_judged: str 
         confidence=claim.stats.confidence,
     )
     _RULES[claim.kind](v, claim, groups, tier)
-    unmet = _unmet_requirement(claim, groups, tier) if claim.requires else None
-    if unmet and v.verdict in ("reproduced", "not_reproduced"):
+    if v.verdict in ("reproduced", "not_reproduced") and claim.requires:
         # The comparison means nothing until the mechanism it tests is there at all.
-        v.verdict, v.why = "inconclusive", f"{unmet}; the rule alone: {v.verdict}, {v.why}"
+        unmet = _unmet_requirement(claim, groups, tier)
+        if unmet:
+            v.verdict, v.why = "inconclusive", f"{unmet}; the rule alone: {v.verdict}, {v.why}"
     if v.stub:
         # Stub data says nothing about the paper at any tier: never a verdict, never a hint.
         v.judged = why_not_judged is None

@@ -44,6 +44,12 @@ def label_exclusion_accuracy(y: torch.Tensor, n_classes: int) -> torch.Tensor:
     return torch.where(is_new, 1.0 / (n_classes - used), 1.0 / used.clamp(min=1))
 
 
+def _streams_with(parts: list[torch.Tensor]) -> torch.Tensor:
+    """Per-stream means gathered over batches, without the streams that had no such step."""
+    values = torch.cat(parts)
+    return values[~torch.isnan(values)]
+
+
 class MANNTask(HarnessTask):
     def __init__(
         self,
@@ -96,17 +102,16 @@ class MANNTask(HarnessTask):
         metrics = {}
         n_streams = 0
         for k, parts in self._acc.items():
-            acc = torch.cat(parts)
-            acc = acc[~torch.isnan(acc)]
+            acc = _streams_with(parts)
             n_streams = max(n_streams, len(acc))
             if len(acc):
                 mean, half = E.mean_ci95(acc)
                 metrics[f"test/acc_inst{k}"] = mean
                 metrics[f"test/acc_inst{k}_ci95"] = half
-            chance = torch.cat(self._chance[k])
-            chance = chance[~torch.isnan(chance)]
-            if len(chance):
-                metrics[f"test/acc_inst{k}_exclusion"] = chance.mean().item()
+                # the same streams have a k-th presentation, so the chance line is defined too
+                metrics[f"test/acc_inst{k}_exclusion"] = (
+                    _streams_with(self._chance[k]).mean().item()
+                )
         seconds = time.perf_counter() - self._t_eval
         metrics["time/eval_s"] = seconds
         self._eval_episodes_per_s = n_streams / seconds

@@ -34,7 +34,13 @@ class SwapoutTask(TrainLossClassificationTask):
         eval_prefix: str = "test",
         mean_over_history: tuple[str, ...] = (),
     ):
-        super().__init__(model, optimizer, scheduler, eval_prefix, None, mean_over_history)
+        super().__init__(
+            model,
+            optimizer,
+            scheduler,
+            eval_prefix=eval_prefix,
+            mean_over_history=mean_over_history,
+        )
         self.stochastic_samples = int(stochastic_samples)
         # error after the first k of the N passes, for how many samples inference needs
         self.sample_counts = [int(k) for k in sample_counts if 0 < int(k) < self.stochastic_samples]

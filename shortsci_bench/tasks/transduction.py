@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from shortsci_bench.data.batches import seeded_generator
 from shortsci_bench.data.sequences import pad_sequences
 from shortsci_bench.models.transducer_search import counts_from_blocks
 from shortsci_bench.tasks.base import HarnessTask
@@ -126,15 +127,13 @@ class TransductionTask(HarnessTask):
         aligner = self._alignment_model(len(targets))
         with torch.no_grad():
             snap_memory = memory if aligner is model else aligner.encode(batch["x"], batch["x_len"])
-            g = None
-            if self.align_sampling:
-                g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.global_step + 7)
+            g = seeded_generator(self.seed, self.global_step + 7) if self.align_sampling else None
             counts, _ = aligner.align(snap_memory, targets, g)
         return counts
 
     def _random_counts(self, targets: list[list[int]], n_blocks: list[int]) -> list[list[int]]:
         """A flat start: each target symbol in a uniformly random block (order kept)."""
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.global_step)
+        g = seeded_generator(self.seed, self.global_step)
         out = []
         for t, n in zip(targets, n_blocks):
             blocks = torch.randint(0, n, (len(t),), generator=g).tolist()

@@ -54,7 +54,13 @@ class WeightNormTask(TrainLossClassificationTask):
         eval_prefix: str = "test",
         mean_over_history: tuple[str, ...] = ("train/loss",),
     ):
-        super().__init__(model, optimizer, scheduler, eval_prefix, None, mean_over_history)
+        super().__init__(
+            model,
+            optimizer,
+            scheduler,
+            eval_prefix=eval_prefix,
+            mean_over_history=mean_over_history,
+        )
         self.init_batch = int(init_batch)
 
     def on_train_start(self) -> None:
