@@ -39,7 +39,7 @@ format: install ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff format .
 
 demo: install data ## run batchnorm_mnist at the quick tier (both arms, 3 seeds) and print the verdicts
-	$(BIN)/python -m shortsci_bench -m +experiment=batchnorm_mnist +sweep=claims scale=quick
+	$(BIN)/python -m shortsci_bench -m +experiment=batchnorm_mnist +sweep=claims tier=quick
 	$(BIN)/python -m shortsci_bench.collect --experiment batchnorm_mnist
 	@echo "Run records: $$(find runs/batchnorm_mnist -name result.json -path '*quick*' | sort | tr '\n' ' ')"
 

@@ -21,7 +21,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from shortsci_bench.models.weightnorm import NORMS, WeightNormCNN
+from experiments.weight_normalization.model import NORMS, WeightNormCNN
 
 
 def one_update(model, opt, x, y) -> float:

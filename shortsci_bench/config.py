@@ -1,8 +1,10 @@
-"""Config helpers: per-arm and per-tier settings, tier choice, the config hash.
+"""Config composition after Hydra: the tier, the arm and tier overlays, the config hash.
 
-An experiment config keeps its arm- and tier-specific settings in two tables,
-`arms:` and `tiers:`, and reads them with `${pick:arms,KEY}` / `${pick:tiers,KEY}`.
-A field set on the command line replaces the interpolation, so the user always wins.
+An experiment config states the paper's settings at their real paths. Its `tiers:` and
+`arms:` tables hold sparse overlays that state only what differs, applied in that order
+(tier, then arm); the command line wins over both. An overlay block that names a
+different `_target_` replaces the block instead of merging into it, so an arm can switch
+a model class. `finalize()` does this once, right after Hydra composes the config.
 """
 
 from __future__ import annotations
@@ -10,58 +12,67 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
-TIERS = ("smoke", "quick", "paper")
+from shortsci_bench import registry
+from shortsci_bench.registry import TIERS
+
 # Settings that say where or how to run, not what is run: they stay out of the hash,
-# so moving the runs folder or the data mirror does not make a finished run "new".
+# so moving the runs folder or the data mirror does not make a finished run "new", and
+# the launch mode (a single run, a sweep preset, multirun syntax) does not either.
 _UNHASHED = (
     "runs_dir",
     "force",
     "threads",
-    "data",
     "logger",
     "tiers",
     "arms",
+    "metrics",
     "hydra",
     "debug",
     "launch",
+    "sweep",
+    "finalized",
+    "optimized_metric",
 )
 # devices and nodes stay in: under DDP the global batch is batch_size x devices.
 _UNHASHED_TRAINER = ("accelerator", "enable_progress_bar")
 _UNHASHED_DATASET = ("root", "mirror", "download", "cache_dir")
+# Config groups: an override of one of these on the command line picks a file, it does
+# not set a value, so it is not re-applied over the overlays.
+_GROUPS = (
+    "experiment",
+    "dataset",
+    "model",
+    "task",
+    "trainer",
+    "logger",
+    "scale",
+    "sweep",
+    "hparams_search",
+    "callbacks",
+)
 
 
 class ConfigError(ValueError):
     """A config that cannot run; the message names the setting and the fix."""
 
 
-def _pick(table: str, key: str, *, _root_: DictConfig) -> Any:
-    if table == "arms":
-        choice = _root_.get("arm")
-        options = _root_.get("arms") or {}
-        what = "arm"
-    elif table == "tiers":
-        choice = _root_.scale.tier
-        options = _root_.get("tiers") or {}
-        what = "tier"
-    else:
-        raise ConfigError(f"${{pick:{table},{key}}}: the table must be `arms` or `tiers`")
-    if choice == "auto":
-        raise ConfigError(
-            "the tier is still `auto`: call resolve_tier() before resolving the config"
+def register_resolvers() -> None:
+    if not OmegaConf.has_resolver("mkdir"):
+        # `${mkdir:${runs_dir}}`: a folder that must exist before a run starts (Optuna's SQLite)
+        OmegaConf.register_new_resolver(
+            "mkdir", lambda p: (os.makedirs(p, exist_ok=True), str(p))[1]
         )
-    if choice not in options:
-        raise ConfigError(
-            f"{what} {choice!r} is not defined for experiment {_root_.get('name')!r}; "
-            f"choose one of {sorted(options)} (e.g. `{what if what == 'arm' else 'scale'}={next(iter(options), '?')}`)"
-        )
-    entry = options[choice]
-    if key not in entry:
-        raise ConfigError(f"{what} {choice!r} of {_root_.get('name')!r} has no setting {key!r}")
-    return entry[key]
+    if not OmegaConf.has_resolver("csv"):
+        # `${csv:${oc.dict.keys:arms}}` -> "bn,plain", the form a sweep's params take
+        OmegaConf.register_new_resolver("csv", lambda items: ",".join(str(i) for i in items))
+    if not OmegaConf.has_resolver("paper_searchpath"):
+        # conf/config.yaml's hydra.searchpath: every paper's conf/ folder, found, not listed
+        OmegaConf.register_new_resolver("paper_searchpath", registry.searchpath)
 
 
 def check_choices(cfg: DictConfig) -> None:
@@ -72,34 +83,18 @@ def check_choices(cfg: DictConfig) -> None:
             f"arm {cfg.get('arm')!r} is not defined for experiment {cfg.get('name')!r}; "
             f"choose one of {sorted(arms)} (e.g. `arm={next(iter(arms))}`)"
         )
-    tiers = cfg.get("tiers") or {}
-    tier = cfg.scale.tier
-    if tiers and tier != "auto" and tier not in tiers:
-        raise ConfigError(
-            f"experiment {cfg.get('name')!r} has no tier {tier!r}; choose one of {sorted(tiers)}"
-        )
-
-
-def register_resolvers() -> None:
-    if not OmegaConf.has_resolver("pick"):
-        OmegaConf.register_new_resolver("pick", _pick)
-    if not OmegaConf.has_resolver("mkdir"):
-        # `${mkdir:${runs_dir}}`: a folder that must exist before a run starts (Optuna's SQLite)
-        OmegaConf.register_new_resolver(
-            "mkdir", lambda p: (os.makedirs(p, exist_ok=True), str(p))[1]
-        )
-    if not OmegaConf.has_resolver("csv"):
-        # `${csv:${oc.dict.keys:arms}}` -> "bn,plain", the form a sweep's params take
-        OmegaConf.register_new_resolver("csv", lambda items: ",".join(str(i) for i in items))
+    tier = cfg.get("tier")
+    if tier != "auto" and tier not in TIERS:
+        raise ConfigError(f"tier={tier!r} is not a tier; use one of {', '.join(TIERS)}")
 
 
 def resolve_tier(cfg: DictConfig, gpu_available: bool | None = None) -> tuple[str, str]:
-    """Turn `scale.tier=auto` into a concrete tier; return (tier, why)."""
-    tier = cfg.scale.tier
+    """Turn `tier=auto` into a concrete tier; return (tier, why)."""
+    tier = cfg.tier
     if tier != "auto":
         if tier not in TIERS:
-            raise ConfigError(f"scale={tier!r} is not a tier; use one of {', '.join(TIERS)}")
-        return tier, "chosen on the command line (scale=...)" if tier else "default"
+            raise ConfigError(f"tier={tier!r} is not a tier; use one of {', '.join(TIERS)}")
+        return tier, "chosen on the command line (tier=...)"
     if gpu_available is None:
         import torch
 
@@ -108,10 +103,91 @@ def resolve_tier(cfg: DictConfig, gpu_available: bool | None = None) -> tuple[st
     why = (
         "a GPU is present"
         if gpu_available
-        else "no GPU here; pass scale=paper to force the paper's setting"
+        else "no GPU here; pass tier=paper to force the paper's setting"
     )
-    OmegaConf.update(cfg, "scale.tier", tier)
+    OmegaConf.update(cfg, "tier", tier)
     return tier, why
+
+
+def command_line_keys(overrides: Sequence[str]) -> list[str]:
+    """The value settings among Hydra overrides (`a.b=1`, `+a.b=1`, `++a.b=1`), in order;
+    group choices (`dataset=mnist`, `+experiment=x`) and deletions are left out."""
+    keys = []
+    for text in overrides:
+        key = text.split("=", 1)[0].lstrip("+~")
+        if "=" not in text or text.startswith("~") or "/" in key or "@" in key:
+            continue
+        if key in _GROUPS or key.startswith("hydra."):
+            continue
+        keys.append(key)
+    return keys
+
+
+def _overlay(node: DictConfig, patch: dict[str, Any], where: str, path: str = "") -> None:
+    for key, value in patch.items():
+        here = f"{path}{key}"
+        current = node.get(key) if key in node else None
+        if (
+            isinstance(value, dict)
+            and "_target_" in value
+            and (
+                not isinstance(current, DictConfig) or current.get("_target_") != value["_target_"]
+            )
+        ):
+            with open_dict(node):
+                node[key] = value  # another class: the block is replaced, not merged
+        elif isinstance(value, dict) and isinstance(current, DictConfig):
+            _overlay(current, value, where, here + ".")
+        elif key in node:
+            node[key] = value
+        else:
+            raise ConfigError(
+                f"{where} sets `{here}`, which the experiment's config does not have; "
+                "state its paper value in the config first"
+            )
+
+
+def finalize(
+    cfg: DictConfig, overrides: Sequence[str] = (), gpu_available: bool | None = None
+) -> tuple[str, str]:
+    """Resolve the tier, apply the tier's and the arm's overlays, re-apply the command
+    line over them; return (tier, why). Idempotent: a finalized config is left alone."""
+    register_resolvers()
+    if cfg.get("finalized"):
+        return str(cfg.tier), "finalized before"
+    if not cfg.get("name"):
+        raise ConfigError(
+            "no experiment chosen: add `+experiment=NAME` "
+            "(`python -m shortsci_bench.registry` lists them)"
+        )
+    check_choices(cfg)
+    tier, why = resolve_tier(cfg, gpu_available)
+    keys = command_line_keys(overrides)
+    given = {k: OmegaConf.select(cfg, k) for k in keys}
+    tiers = cfg.get("tiers") or {}
+    arms = cfg.get("arms") or {}
+    if tiers and tier not in tiers:
+        raise ConfigError(
+            f"experiment {cfg.name!r} has no tier {tier!r}; choose one of {sorted(tiers)}"
+        )
+    for where, entry, meta in (
+        (f"tier {tier!r}", tiers.get(tier), registry.TIER_META),
+        (f"arm {cfg.arm!r}", arms.get(cfg.arm), registry.ARM_META),
+    ):
+        patch = OmegaConf.to_container(entry, resolve=False) if entry is not None else {}
+        for k in meta:
+            patch.pop(k, None)
+        _overlay(cfg, patch, f"{where} of {cfg.name!r}")
+    for key, value in given.items():
+        OmegaConf.update(cfg, key, value, force_add=True)
+    with open_dict(cfg):
+        cfg.finalized = True
+    return tier, why
+
+
+def tier_info(cfg: DictConfig) -> DictConfig:
+    """The chosen tier's `runtime` and `notes`."""
+    return (cfg.get("tiers") or {}).get(cfg.tier) or OmegaConf.create({})
 
 
 def hashable_view(cfg: DictConfig) -> dict[str, Any]:

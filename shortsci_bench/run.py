@@ -1,6 +1,6 @@
 """One run, top to bottom: config -> datamodule + model -> task -> trainer -> run record.
 
-`python -m shortsci_bench +experiment=NAME scale=TIER seed=N arm=ARM` lands here.
+`python -m shortsci_bench +experiment=NAME tier=TIER seed=N arm=ARM` lands here.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import signal
 import sys
 import time
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +21,9 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback
 from omegaconf import DictConfig, OmegaConf
 
-from shortsci_bench import config as C
+from shortsci_bench import config
 from shortsci_bench.data.errors import DatasetMissingError
-from shortsci_bench.runs import provenance as P
+from shortsci_bench.runs import provenance
 from shortsci_bench.runs.record import RECORD_NAME, Provenance, RunRecord, read_record, write_record
 
 CHECKPOINT = "last.ckpt"
@@ -55,7 +56,7 @@ def run_dir_for(cfg: DictConfig, chash: str) -> Path:
         Path(cfg.runs_dir)
         / str(cfg.name)
         / str(cfg.arm)
-        / str(cfg.scale.tier)
+        / str(cfg.tier)
         / f"seed{cfg.seed}-{chash[:8]}"
     )
 
@@ -113,25 +114,22 @@ def _say(msg: str) -> None:
     print(f"[shortsci] {msg}", flush=True)
 
 
-def run(cfg: DictConfig) -> RunRecord | None:
-    """Train one configured run and write its record; return it (None if skipped)."""
-    C.register_resolvers()
+def run(cfg: DictConfig, overrides: Sequence[str] = ()) -> RunRecord | None:
+    """Train one configured run and write its record; return it (None if skipped).
+
+    `overrides` are the command line's (Hydra's task overrides): they win over the
+    experiment's tier and arm overlays, which `config.finalize` applies here.
+    """
     quiet_known_noise()
-    if not cfg.get("name"):
-        raise C.ConfigError(
-            "no experiment chosen: add `+experiment=NAME` (see `ls conf/experiment`)"
-        )
-    tier, why = C.resolve_tier(cfg)
-    C.check_choices(cfg)
-    threads = C.cpu_threads(cfg.get("threads", "auto"))
+    tier, why = config.finalize(cfg, overrides)
+    threads = config.cpu_threads(cfg.get("threads", "auto"))
     torch.set_num_threads(threads)
-    chash = C.config_hash(cfg)
+    chash = config.config_hash(cfg)
     run_dir = run_dir_for(cfg, chash)
     record_path = run_dir / RECORD_NAME
-    tier_cfg = (cfg.get("tiers") or {}).get(tier, {})
     _say(
         f"{cfg.name} arm={cfg.arm} seed={cfg.seed}: tier `{tier}` ({why}); "
-        f"expected runtime {tier_cfg.get('expected_runtime', 'not stated')}"
+        f"expected runtime {config.tier_info(cfg).get('runtime', 'not stated')}"
     )
 
     if not cfg.get("force", False) and completed_record(cfg) is not None:
@@ -159,7 +157,7 @@ def _ddp_child() -> bool:
 
 def completed_record(cfg: DictConfig) -> RunRecord | None:
     """The finished record of exactly this config, if there is one."""
-    path = run_dir_for(cfg, C.config_hash(cfg)) / RECORD_NAME
+    path = run_dir_for(cfg, config.config_hash(cfg)) / RECORD_NAME
     try:
         done = read_record(path)
     except ValueError:
@@ -169,7 +167,7 @@ def completed_record(cfg: DictConfig) -> RunRecord | None:
 
 def _train(cfg: DictConfig, tier: str, chash: str, run_dir: Path, threads: int) -> RunRecord:
     t0 = time.perf_counter()
-    started = P.now()
+    started = provenance.now()
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     ckpt_dir = run_dir / "checkpoints"
     ckpt_dir.mkdir(exist_ok=True)
@@ -212,7 +210,7 @@ def _train(cfg: DictConfig, tier: str, chash: str, run_dir: Path, threads: int) 
             trainer.fit(task, datamodule=datamodule, ckpt_path=str(resume) if resume else None)
         if task.diverged:
             status = "diverged"
-    except (KeyboardInterrupt, DatasetMissingError, C.ConfigError):
+    except (KeyboardInterrupt, DatasetMissingError, config.ConfigError):
         raise
     except Exception as exc:
         status, error = "failed", "".join(traceback.format_exception_only(exc)).strip()
@@ -220,7 +218,7 @@ def _train(cfg: DictConfig, tier: str, chash: str, run_dir: Path, threads: int) 
         if os.environ.get("SHORTSCI_RAISE"):
             raise
 
-    commit, dirty = P.git_state()
+    commit, dirty = provenance.git_state()
     data_prov = datamodule.provenance() if hasattr(datamodule, "provenance") else {}
     record = RunRecord(
         experiment=str(cfg.name),
@@ -233,20 +231,20 @@ def _train(cfg: DictConfig, tier: str, chash: str, run_dir: Path, threads: int) 
         history=task.history,
         wall_time_s=time.perf_counter() - t0,
         stub=bool(data_prov.get("stub", False)),
-        notes=list(((cfg.get("tiers") or {}).get(tier) or {}).get("notes", []) or [])
+        notes=list(config.tier_info(cfg).get("notes") or [])
         + [str(n) for n in data_prov.get("notes", [])],  # e.g. "stub data: ..." from the dataset
         error=error,
         provenance=Provenance(
             config=OmegaConf.to_container(cfg, resolve=True),
-            command=P.command_line(),
+            command=provenance.command_line(),
             git_commit=commit,
             git_dirty=dirty,
-            versions=P.versions(),
-            device=P.device_description(),
-            hostname=P.hostname(),
+            versions=provenance.versions(),
+            device=provenance.device_description(),
+            hostname=provenance.hostname(),
             data=data_prov,
             started_at=started,
-            finished_at=P.now(),
+            finished_at=provenance.now(),
             threads=threads,
             resumed_from=str(resume) if resume else None,
         ),

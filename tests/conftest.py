@@ -12,6 +12,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 
+from shortsci_bench import config
 from shortsci_bench.config import register_resolvers
 
 REPO = Path(__file__).resolve().parents[1]
@@ -19,11 +20,20 @@ CONF = REPO / "conf"
 os.environ.setdefault("WANDB_MODE", "disabled")
 
 
-def compose_cfg(overrides: list[str], runs_dir: Path | None = None) -> DictConfig:
-    """The config `python -m shortsci_bench <overrides>` would see (threads pinned to 1)."""
+def compose_cfg(
+    overrides: list[str],
+    runs_dir: Path | None = None,
+    finalize: bool = True,
+    gpu_available: bool | None = False,
+) -> DictConfig:
+    """The config `python -m shortsci_bench <overrides>` would run (threads pinned to 1):
+    composed by Hydra, then finalized (tier resolved, tier and arm overlays applied)."""
     register_resolvers()
+    overrides = ["threads=1", *overrides]
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=["threads=1", *overrides])
+        cfg = compose(config_name="config", overrides=overrides)
+    if finalize and cfg.get("name"):
+        config.finalize(cfg, overrides, gpu_available=gpu_available)
     if runs_dir is not None:
         with open_dict(cfg):
             cfg.runs_dir = str(runs_dir)

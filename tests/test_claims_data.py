@@ -4,7 +4,7 @@
 - every quote taken from a summary is verbatim in the cited line of the seed file
   (seeds 000 and 001 are in their stripped form: no '-' and no '|');
 - every summary line of every seed file is cited by exactly one paper's `sources`;
-- active claims name experiments, arms and metrics listed in `experiments/README.md`;
+- active claims name registered experiments, arms and metrics (tests/test_registry.py);
 - numbers in value claims come from their quote (or the note that explains the reading).
 
 The seed files live outside the repository: `$SHORTSCI_SEEDS`, else `<repo>/../shared/seeds`.
@@ -13,19 +13,15 @@ Tests that need them skip when the folder is absent.
 
 from __future__ import annotations
 
-import fnmatch
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from shortsci_bench.claims.schema import (
     ClaimsError,
-    OrderingClaim,
     PaperClaims,
-    PropertyClaim,
     ValueClaim,
     load_all,
     load_paper,
@@ -33,7 +29,6 @@ from shortsci_bench.claims.schema import (
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = REPO / "experiments"
-README = EXPERIMENTS / "README.md"
 
 
 # --------------------------------------------------------------------------- seeds
@@ -79,40 +74,6 @@ def summary_line_numbers(name: str) -> list[int]:
     return [i for i, line in enumerate(seed_lines(name), start=1) if is_summary_line(line)]
 
 
-# --------------------------------------------------------------------------- README table
-
-
-@dataclass
-class ExperimentRow:
-    slugs: set[str]
-    arms: set[str]
-    metrics: list[str]  # may hold glob patterns, e.g. `gradvar/init_*`
-
-    def has_metric(self, metric: str) -> bool:
-        return any(fnmatch.fnmatchcase(metric, pattern) for pattern in self.metrics)
-
-
-def readme_experiments(path: Path = README) -> dict[str, ExperimentRow]:
-    """Parse the `| experiment | paper slug | arms | metrics |` table: names are in backticks;
-    metrics are the backticked names that contain '/'."""
-    rows: dict[str, ExperimentRow] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.startswith("| `"):
-            continue
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) < 4:
-            continue
-        ticks = [re.findall(r"`([^`]+)`", c) for c in cells]
-        if not ticks[0]:
-            continue
-        rows[ticks[0][0]] = ExperimentRow(
-            slugs=set(ticks[1]),
-            arms=set(ticks[2]),
-            metrics=[t for t in ticks[3] if "/" in t],
-        )
-    return rows
-
-
 # --------------------------------------------------------------------------- fixtures
 
 
@@ -121,13 +82,6 @@ def papers() -> list[PaperClaims]:
     loaded = load_all(EXPERIMENTS)  # a ClaimsError here names the file, claim and field
     assert loaded, f"no experiments/*/claims.yaml found under {EXPERIMENTS}"
     return loaded
-
-
-@pytest.fixture(scope="module")
-def table() -> dict[str, ExperimentRow]:
-    rows = readme_experiments()
-    assert rows, f"could not parse the experiments table in {README}"
-    return rows
 
 
 def _report(problems: list[str], header: str = "") -> None:
@@ -279,52 +233,6 @@ def test_no_summary_line_in_two_papers(papers):
 
 
 # --------------------------------------------------------------------------- experiments, arms, metrics
-
-
-def _arms_and_metrics(c) -> list[tuple[str | None, str | None]]:
-    """(arm, metric) pairs an active claim reads."""
-    if isinstance(c, OrderingClaim):
-        return [(side.arm, side.metric or c.metric) for side in (c.better, c.worse)]
-    if isinstance(c, (ValueClaim, PropertyClaim)):
-        return [(c.arm, c.metric)]
-    return []
-
-
-def test_active_claims_use_readme_names(papers, table):
-    problems = []
-    for p in papers:
-        for e in p.experiments:
-            if e not in table:
-                problems.append(f"{_where(p)}: experiment {e!r} is not in {README.name}")
-            elif p.slug not in table[e].slugs:
-                problems.append(
-                    f"{_where(p)}: {README.name} lists {e!r} for {sorted(table[e].slugs)}, not {p.slug!r}"
-                )
-        for c in p.claims:
-            if c.status != "active":
-                continue
-            row = table.get(c.experiment)
-            if row is None:
-                problems.append(
-                    f"{_where(p, c)}: experiment {c.experiment!r} is not in {README.name}"
-                )
-                continue
-            if c.experiment not in p.experiments:
-                problems.append(
-                    f"{_where(p, c)}: experiment {c.experiment!r} missing from `experiments`"
-                )
-            if not row.has_metric(c.metric):
-                problems.append(
-                    f"{_where(p, c)}: metric {c.metric!r} not listed for {c.experiment}"
-                )
-            for arm, metric in _arms_and_metrics(c):
-                if arm not in row.arms:
-                    problems.append(f"{_where(p, c)}: arm {arm!r} not listed for {c.experiment}")
-                if metric is not None and not row.has_metric(metric):
-                    problems.append(
-                        f"{_where(p, c)}: metric {metric!r} not listed for {c.experiment}"
-                    )
-    _report(problems)
 
 
 def test_active_values_are_fractions_judged_at_paper_tier(papers):

@@ -1,69 +1,119 @@
-"""Config composition: arms and tiers tables, the tier choice, the config hash, threads."""
+"""Config composition: sparse tier and arm overlays, the command line over both, the tier
+choice, the config hash, threads."""
 
 from __future__ import annotations
 
 import pytest
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 
-from shortsci_bench import config as C
+from shortsci_bench import config
 from tests.conftest import compose_cfg
 
 
-def test_arm_and_tier_tables_feed_the_fields():
-    cfg = compose_cfg(["+experiment=batchnorm_mnist", "arm=plain", "scale=smoke"])
+def test_tier_and_arm_overlays_set_values_at_their_paths():
+    cfg = compose_cfg(["+experiment=batchnorm_mnist", "arm=plain", "tier=smoke"])
     assert cfg.model.batchnorm is False
-    assert cfg.trainer.max_steps == cfg.tiers.smoke.steps
-    cfg = compose_cfg(["+experiment=batchnorm_mnist", "arm=bn", "scale=paper"])
+    assert cfg.trainer.max_steps == 40 and cfg.dataset.steps == 40
+    cfg = compose_cfg(["+experiment=batchnorm_mnist", "arm=bn", "tier=paper"])
     assert cfg.model.batchnorm is True
     assert cfg.trainer.max_steps == 50_000
     assert cfg.dataset.batch_size == 60
 
 
-def test_command_line_beats_the_tier_table():
-    cfg = compose_cfg(["+experiment=batchnorm_mnist", "scale=quick", "trainer.max_steps=7"])
+def test_command_line_beats_the_tier_and_arm_overlays():
+    cfg = compose_cfg(["+experiment=batchnorm_mnist", "tier=quick", "trainer.max_steps=7"])
     assert cfg.trainer.max_steps == 7
     assert cfg.dataset.steps == 7  # the datamodule follows the trainer
+    cfg = compose_cfg(["+experiment=batchnorm_mnist", "arm=plain", "model.batchnorm=true"])
+    assert cfg.model.batchnorm is True
+    cfg = compose_cfg(["+experiment=vardrop_mnist", "tier=smoke", "width=7"])
+    assert list(cfg.model.hidden) == [7, 7, 7]
+
+
+def test_an_arm_with_another_target_replaces_the_block():
+    cfg = compose_cfg(
+        ["+experiment=transducer_timit", "dataset=timit_stub", "arm=ctc", "tier=smoke"]
+    )
+    assert cfg.model._target_.endswith("CTCRecognizer")
+    assert "attention" not in cfg.model and cfg.model.encoder_hidden == 16
+    cfg = compose_cfg(["+experiment=mann_omniglot", "arm=knn_15c", "tier=smoke"])
+    assert cfg.model._target_.endswith("StreamNearestNeighbour")
+    assert cfg.model.n_classes == 15 and cfg.dataset.way == 15 and cfg.task.fit_free
+
+
+def test_an_overlay_naming_a_missing_setting_is_refused():
+    cfg = compose_cfg(["+experiment=batchnorm_mnist", "tier=smoke"], finalize=False)
+    with open_dict(cfg):
+        cfg.tiers.smoke.model = {"hiden": [3]}
+    with pytest.raises(config.ConfigError, match=r"tier 'smoke'.*`model.hiden`"):
+        config.finalize(cfg, gpu_available=False)
+
+
+def test_finalize_is_applied_once():
+    cfg = compose_cfg(["+experiment=batchnorm_mnist", "tier=smoke", "trainer.max_steps=9"])
+    assert cfg.finalized and config.finalize(cfg)[0] == "smoke"
+    assert cfg.trainer.max_steps == 9
 
 
 def test_unknown_arm_names_the_choices():
-    cfg = compose_cfg(["+experiment=batchnorm_mnist", "arm=nonsense", "scale=smoke"])
-    with pytest.raises(C.ConfigError, match=r"arm 'nonsense'.*\['bn', 'plain'\]"):
-        C.check_choices(cfg)
-    # resolving without the check still names the problem, wrapped by OmegaConf
-    with pytest.raises(Exception, match=r"arm 'nonsense'"):
-        OmegaConf.to_container(cfg, resolve=True)
+    with pytest.raises(config.ConfigError, match=r"arm 'nonsense'.*\['bn', 'plain'\]"):
+        compose_cfg(["+experiment=batchnorm_mnist", "arm=nonsense", "tier=smoke"])
 
 
 def test_auto_tier_follows_the_gpu():
-    cfg = compose_cfg(["+experiment=batchnorm_mnist"])
-    assert cfg.scale.tier == "auto"
-    tier, why = C.resolve_tier(cfg, gpu_available=False)
-    assert tier == "quick" and "no GPU" in why and cfg.scale.tier == "quick"
-    cfg = compose_cfg(["+experiment=batchnorm_mnist"])
-    assert C.resolve_tier(cfg, gpu_available=True)[0] == "paper"
+    cfg = compose_cfg(["+experiment=batchnorm_mnist"], finalize=False)
+    assert cfg.tier == "auto"
+    tier, why = config.resolve_tier(cfg, gpu_available=False)
+    assert tier == "quick" and "no GPU" in why and cfg.tier == "quick"
+    cfg = compose_cfg(["+experiment=batchnorm_mnist"], gpu_available=True)
+    assert cfg.tier == "paper" and cfg.trainer.max_steps == 50_000
+
+
+def test_scale_is_kept_as_the_old_spelling_of_tier():
+    old = compose_cfg(["+experiment=batchnorm_mnist", "scale=smoke"])
+    new = compose_cfg(["+experiment=batchnorm_mnist", "tier=smoke"])
+    assert old.tier == "smoke" and config.config_hash(old) == config.config_hash(new)
 
 
 def test_bad_tier_is_refused():
-    cfg = compose_cfg(["+experiment=batchnorm_mnist", "scale=smoke"])
-    OmegaConf.update(cfg, "scale.tier", "huge")
-    with pytest.raises(C.ConfigError, match="not a tier"):
-        C.resolve_tier(cfg)
+    with pytest.raises(config.ConfigError, match="not a tier"):
+        compose_cfg(["+experiment=batchnorm_mnist", "tier=huge"])
 
 
 def test_hash_ignores_where_and_how_but_not_what():
-    base = ["+experiment=batchnorm_mnist", "scale=smoke"]
-    h = C.config_hash(compose_cfg(base))
+    base = ["+experiment=batchnorm_mnist", "tier=smoke"]
+    h = config.config_hash(compose_cfg(base))
     assert (
-        C.config_hash(compose_cfg([*base, "runs_dir=/elsewhere", "threads=3", "force=true"])) == h
+        config.config_hash(compose_cfg([*base, "runs_dir=/elsewhere", "threads=3", "force=true"]))
+        == h
     )
-    assert C.config_hash(compose_cfg([*base, "data.root=/mnt/data", "logger=tensorboard"])) == h
-    assert C.config_hash(compose_cfg([*base, "seed=1"])) != h
-    assert C.config_hash(compose_cfg([*base, "arm=plain"])) != h
-    assert C.config_hash(compose_cfg([*base, "task.optimizer.lr=0.01"])) != h
+    assert (
+        config.config_hash(compose_cfg([*base, "dataset.root=/mnt/data", "logger=tensorboard"]))
+        == h
+    )
+    # the launch mode is not what is computed: the sweep preset gives the same hash
+    assert config.config_hash(compose_cfg([*base, "+sweep=claims"])) == h
+    assert config.config_hash(compose_cfg([*base, "seed=1"])) != h
+    assert config.config_hash(compose_cfg([*base, "arm=plain"])) != h
+    assert config.config_hash(compose_cfg([*base, "task.optimizer.lr=0.01"])) != h
+
+
+def test_command_line_keys_leave_out_group_choices():
+    keys = config.command_line_keys(
+        ["+experiment=x", "dataset=timit_stub", "tier=smoke", "a.b=1", "++c=2", "~d", "hydra.x=1"]
+    )
+    assert keys == ["tier", "a.b", "c"]
 
 
 def test_threads_setting():
-    assert C.cpu_threads(3) == 3
-    assert C.cpu_threads("auto") >= 1
-    with pytest.raises(C.ConfigError):
-        C.cpu_threads(0)
+    assert config.cpu_threads(3) == 3
+    assert config.cpu_threads("auto") >= 1
+    with pytest.raises(config.ConfigError):
+        config.cpu_threads(0)
+
+
+def test_resolved_config_has_no_tables_left_to_read():
+    cfg = compose_cfg(["+experiment=swapout_cifar", "arm=resnet", "tier=quick"])
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    assert resolved["model"]["kind"] == "none" and resolved["model"]["depth"] == 8
+    assert resolved["task"]["scheduler"]["milestones"] == [930, 1085]

@@ -9,7 +9,7 @@ from tests.conftest import needs_mnist, run_cfg
 
 @needs_mnist
 def test_csv_log_is_written(tmp_path):
-    run_cfg(["+experiment=batchnorm_mnist", "scale=smoke"], tmp_path)
+    run_cfg(["+experiment=batchnorm_mnist", "tier=smoke"], tmp_path)
     [csv] = list(tmp_path.rglob("logs/metrics.csv"))
     header = csv.read_text().splitlines()[0]
     assert "test/acc" in header and "step" in header
@@ -22,7 +22,7 @@ def test_wandb_runs_offline_with_project_group_and_tags(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     rec = run_cfg(
-        ["+experiment=batchnorm_mnist", "scale=smoke", "logger=wandb", "arm=plain", "seed=3"],
+        ["+experiment=batchnorm_mnist", "tier=smoke", "logger=wandb", "arm=plain", "seed=3"],
         tmp_path,
     )
     assert rec.status == "completed"

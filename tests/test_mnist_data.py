@@ -47,7 +47,7 @@ def test_missing_data_fails_fast_with_the_fix(tmp_path, monkeypatch):
     assert time.perf_counter() - t0 < 2.0
     msg = str(err.value)
     assert "MNIST" in msg and str(tmp_path / "data") in msg
-    assert "data.mirror" in msg and "download" in msg
+    assert "dataset.mirror" in msg and "download" in msg
 
 
 def test_host_probe_gives_up_within_its_timeout():

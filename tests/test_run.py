@@ -12,7 +12,7 @@ import pytest
 from shortsci_bench.runs.record import read_record
 from tests.conftest import REPO, needs_mnist, run_cfg
 
-SMOKE = ["+experiment=batchnorm_mnist", "scale=smoke"]
+SMOKE = ["+experiment=batchnorm_mnist", "tier=smoke"]
 
 
 def _science(metrics: dict) -> dict:
@@ -42,7 +42,7 @@ def test_smoke_run_writes_a_complete_record(tmp_path):
     assert rec.metrics["probe/p15"] <= rec.metrics["probe/p50"] <= rec.metrics["probe/p85"]
     assert [h["step"] for h in rec.history] == [20.0, 40.0]
     prov = rec.provenance
-    assert prov.config["model"]["batchnorm"] is True and prov.config["scale"]["tier"] == "smoke"
+    assert prov.config["model"]["batchnorm"] is True and prov.config["tier"] == "smoke"
     assert prov.versions["torch"] and prov.versions["lightning"] and prov.versions["python"]
     assert prov.device.startswith(("cpu", "cuda"))
     assert prov.data["dataset"] == "mnist" and prov.data["n_eval"] == 1000
@@ -113,12 +113,12 @@ def test_missing_dataset_exits_fast_with_a_message(tmp_path):
         "shortsci_bench",
         *SMOKE,
         f"runs_dir={tmp_path}/runs",
-        f"data.root={tmp_path}/empty",
-        "data.download=false",
+        f"dataset.root={tmp_path}/empty",
+        "dataset.download=false",
     ]
     out = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 2
-    assert "MNIST is not available" in out.stderr and "data.mirror" in out.stderr
+    assert "MNIST is not available" in out.stderr and "dataset.mirror" in out.stderr
     assert "Traceback" not in out.stderr
 
 

@@ -21,7 +21,7 @@ BASE = [
     "-m",
     "shortsci_bench",
     "+experiment=batchnorm_mnist",
-    "scale=smoke",
+    "tier=smoke",
     "threads=1",
 ]
 

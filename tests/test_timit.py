@@ -226,7 +226,7 @@ def test_missing_corpus_fails_fast_naming_the_setting_and_the_stub(tmp_path):
     assert "dataset.root" in str(info.value) and "dataset=timit_stub" in str(info.value)
     with pytest.raises(DatasetMissingError, match="dataset.root"):
         run_cfg(
-            ["+experiment=transducer_timit", "scale=smoke", f"dataset.root={tmp_path}"], tmp_path
+            ["+experiment=transducer_timit", "tier=smoke", f"dataset.root={tmp_path}"], tmp_path
         )
 
 
@@ -247,7 +247,7 @@ def test_filterbank_puts_a_tone_in_its_band():
 @pytest.mark.parametrize("arm", ["transducer", "ctc", "encdec", "transducer_raml"])
 def test_transducer_timit_smoke_on_stub(tmp_path, stub_root, arm, capsys):
     record = run_cfg(
-        ["+experiment=transducer_timit", "scale=smoke", "dataset=timit_stub", f"arm={arm}",
+        ["+experiment=transducer_timit", "tier=smoke", "dataset=timit_stub", f"arm={arm}",
          f"dataset.root={stub_root}", "dataset.stub_seed=3", "logger=none"],
         tmp_path,
     )  # fmt: skip

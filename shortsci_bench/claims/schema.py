@@ -21,8 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-Tier = Literal["smoke", "quick", "paper"]
-EXPERIMENTS_DIR = Path(__file__).resolve().parents[2] / "experiments"
+from shortsci_bench.registry import EXPERIMENTS_DIR, TIERS, Tier
 
 
 class Strict(BaseModel):
@@ -229,3 +228,40 @@ def load_paper(path: str | Path) -> PaperClaims:
 def load_all(experiments_dir: str | Path | None = None) -> list[PaperClaims]:
     root = Path(experiments_dir) if experiments_dir else EXPERIMENTS_DIR
     return [load_paper(p) for p in sorted(root.glob("*/claims.yaml"))]
+
+
+def registry_problems(paper: PaperClaims) -> list[str]:
+    """Each active claim's experiment, arms and metrics checked against the registry: one
+    line per problem, naming the claim and the field (empty when all is well)."""
+    from shortsci_bench import registry
+
+    exps = registry.experiments()
+    problems = []
+    for name in paper.experiments:
+        if name not in exps:
+            problems.append(f"{paper.slug}: experiments lists {name!r}, which is not registered")
+    for c in paper.claims:
+        if c.status != "active":
+            continue
+        where = f"{paper.slug}: claim {c.id!r}"
+        exp = exps.get(c.experiment or "")
+        if c.experiment not in paper.experiments:
+            problems.append(
+                f"{where}, field experiment: {c.experiment!r} missing from `experiments`"
+            )
+        if exp is None:
+            problems.append(f"{where}, field experiment: no experiment {c.experiment!r}")
+            continue
+        sides = [(c.arm, c.metric)] if hasattr(c, "arm") else []
+        if isinstance(c, OrderingClaim):
+            sides = [(s.arm, s.metric or c.metric) for s in (c.better, c.worse)]
+        sides += [(r.arm, r.metric) for r in c.requires]
+        for arm, metric in [*sides, (None, c.metric)]:
+            if arm is not None and arm not in exp.arms:
+                problems.append(f"{where}, field arm: {exp.name} has no arm {arm!r}")
+            if metric is not None and metric not in exp.metrics:
+                problems.append(f"{where}, field metric: {exp.name} declares no metric {metric!r}")
+        for tier in c.tiers:
+            if tier not in TIERS:
+                problems.append(f"{where}, field tiers: {tier!r} is not a tier")
+    return sorted(set(problems))

@@ -13,11 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from shortsci_bench.registry import STATUSES, TIER_RANK, TIERS  # noqa: F401 (re-exported)
 from shortsci_bench.runs.record import RECORD_NAME, RunRecord
-
-TIERS: tuple[str, ...] = ("smoke", "quick", "paper")  # lowest to highest
-TIER_RANK = {t: i for i, t in enumerate(TIERS)}
-STATUSES: tuple[str, ...] = ("completed", "diverged", "failed")
 
 
 @dataclass(frozen=True)

@@ -327,7 +327,7 @@ def load_cifar10(
         except RuntimeError:
             if not download:
                 raise _missing(
-                    source, where, "data_batch_1..5, test_batch", "(data.download=false)"
+                    source, where, "data_batch_1..5, test_batch", "(dataset.download=false)"
                 ) from None
             if not host_reachable(CIFAR_HOST):
                 raise _missing(

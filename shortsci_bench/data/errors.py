@@ -14,9 +14,9 @@ class DatasetMissingError(RuntimeError):
             f"{dataset} is not available: nothing usable in {looked_in} ({expected} expected), "
             f"and it could not be downloaded.\n"
             f"Fix it in one of two ways:\n"
-            f"  1. point data.mirror at a folder holding the files "
-            f"(e.g. `data.mirror=/path/to/shared/data`, see README 'Data'), or put them under {looked_in};\n"
-            f"  2. allow a download on a machine with internet (`data.download=true`, the default)."
+            f"  1. point dataset.mirror at a folder holding the files "
+            f"(e.g. `dataset.mirror=/path/to/shared/data`, see README 'Data'), or put them under {looked_in};\n"
+            f"  2. allow a download on a machine with internet (`dataset.download=true`, the default)."
         )
         if extra:
             msg += f"\n{extra}"

@@ -33,7 +33,7 @@ def load_mnist(
         return MNIST(root, train=True), MNIST(root, train=False)
     where = root / "MNIST" / "raw"
     if not download:
-        raise DatasetMissingError("MNIST", where, MNIST_FILES, "(data.download=false)")
+        raise DatasetMissingError("MNIST", where, MNIST_FILES, "(dataset.download=false)")
     if not host_reachable(MNIST_HOST):
         raise DatasetMissingError(
             "MNIST", where, MNIST_FILES, f"(no network: {MNIST_HOST} unreachable)"

@@ -238,7 +238,7 @@ def _ensure_folders(root: Path, download: bool) -> str:
     if all((base / folder).is_dir() for folder, _ in SETS):
         return "unpacked"
     if not download:
-        raise DatasetMissingError("Omniglot", base, OMNIGLOT_FILES, "(data.download=false)")
+        raise DatasetMissingError("Omniglot", base, OMNIGLOT_FILES, "(dataset.download=false)")
     if not host_reachable(OMNIGLOT_HOST):
         raise DatasetMissingError(
             "Omniglot", base, OMNIGLOT_FILES, f"(no network: {OMNIGLOT_HOST} unreachable)"

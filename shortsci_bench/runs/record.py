@@ -16,8 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 SCHEMA_VERSION = 1
 RECORD_NAME = "result.json"
 
-Status = Literal["completed", "diverged", "failed"]
-Tier = Literal["smoke", "quick", "paper"]
+from shortsci_bench.registry import Status, Tier  # noqa: E402  (defined once, there)
 
 
 class Provenance(BaseModel):
