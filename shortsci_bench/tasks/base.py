@@ -3,7 +3,14 @@
 - `history`: one row per evaluation (`step` plus metrics), carried in checkpoints;
 - RNG states in checkpoints, so noise-driven models (dropout, swapout) resume exactly;
 - divergence: a non-finite loss stops the run and marks it `diverged`;
-- `final_metrics()`: the last evaluation, means over the history, time per update.
+- `final_metrics()`: the last evaluation, means over the history, time per update;
+- the step contract: **one global step = one batch**. Training streams index batches by
+  `trainer.global_step` (`shortsci_bench.data.batches`), and budgets (`trainer.max_steps`)
+  count it, so it must advance by exactly one per batch. Lightning advances it once per
+  optimizer step, so a model with several optimizers (a GAN) would count two or more per
+  batch and silently break resume and the budget. Such a task sets
+  `automatic_optimization = False` and steps its optimizers with `step_optimizers`, which
+  counts the first and steps the others uncounted. `on_train_batch_end` enforces it.
 """
 
 from __future__ import annotations
@@ -17,6 +24,10 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+
+
+class StepContractError(RuntimeError):
+    """A task advanced the global step by other than one per batch."""
 
 
 class HarnessTask(L.LightningModule):
@@ -60,12 +71,39 @@ class HarnessTask(L.LightningModule):
         self.trainer.should_stop = True
         return None
 
+    def step_optimizers(self, *pairs: tuple[Any, Callable[[], torch.Tensor]]) -> None:
+        """Manual optimization with several optimizers, one global step per batch: for each
+        (optimizer, loss function) in order, compute the loss (after the earlier updates,
+        as alternating GAN steps need), zero, backward and step. The first optimizer steps
+        through Lightning (counted); the others step the wrapped torch optimizer directly,
+        which Lightning does not count."""
+        for i, (opt, loss_fn) in enumerate(pairs):
+            loss = loss_fn()
+            opt.zero_grad()
+            self.manual_backward(loss)
+            if i == 0:
+                opt.step()
+            else:
+                getattr(opt, "optimizer", opt).step()  # uncounted: one global step per batch
+
+    def on_train_start(self) -> None:
+        self._step_at_start = self.global_step
+        self._batches_this_fit = 0
+
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         self._t_batch = time.perf_counter()
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         self._train_seconds += time.perf_counter() - self._t_batch
         self._train_steps += 1
+        self._batches_this_fit = getattr(self, "_batches_this_fit", 0) + 1
+        counted = self.global_step - getattr(self, "_step_at_start", 0)
+        if not self.diverged and counted != self._batches_this_fit:
+            raise StepContractError(
+                f"{type(self).__name__}: {counted} global steps for {self._batches_this_fit} "
+                "batches; one global step must be one batch (step extra optimizers with "
+                "HarnessTask.step_optimizers)"
+            )
 
     # --- evaluation history -------------------------------------------------
     def record_eval(self, metrics: dict[str, float]) -> None:
