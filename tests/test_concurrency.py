@@ -9,12 +9,12 @@ from tests.conftest import compose_cfg, needs_mnist
 
 @needs_mnist
 def test_a_locked_job_is_skipped(tmp_path, capsys):
-    from shortsci_bench import config as C
+    from shortsci_bench.config import config_hash, resolve_tier
     from shortsci_bench.run import run, run_dir_for
 
     cfg = compose_cfg(["+experiment=batchnorm_mnist", "tier=smoke"], tmp_path)
-    C.resolve_tier(cfg)
-    run_dir = run_dir_for(cfg, C.config_hash(cfg))
+    resolve_tier(cfg)
+    run_dir = run_dir_for(cfg, config_hash(cfg))
     run_dir.mkdir(parents=True)
     with FileLock(str(run_dir / ".lock")):  # as if another worker were running it
         assert run(compose_cfg(["+experiment=batchnorm_mnist", "tier=smoke"], tmp_path)) is None

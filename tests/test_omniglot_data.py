@@ -8,9 +8,19 @@ from pathlib import Path
 import pytest
 import torch
 
-from shortsci_bench.data import episodes as E
 from shortsci_bench.data import mirror as mirror_mod
 from shortsci_bench.data import omniglot as O
+from shortsci_bench.data.episodes import (
+    PINNED_SHA256,
+    StepStream,
+    check_pinned,
+    episode_batch,
+    gather_sequences,
+    index_sha256,
+    mean_ci95,
+    pinned_episodes,
+    pinned_sequences,
+)
 from tests.omniglot_fake import (
     N_BACKGROUND,
     N_EVALUATION,
@@ -131,7 +141,7 @@ def test_episode_sizes_and_labels(way, shot, queries):
         .contiguous()
     )
     g = torch.Generator().manual_seed(0)
-    b = E.episode_batch(images, way, shot, queries, 3, g)
+    b = episode_batch(images, way, shot, queries, 3, g)
     assert b["support"].shape == (3, way * shot, 1, 4, 4)
     assert b["query"].shape == (3, way * queries, 1, 4, 4)
     assert b["support_labels"][0].tolist() == [c for c in range(way) for _ in range(shot)]
@@ -149,27 +159,27 @@ def test_episode_sizes_and_labels(way, shot, queries):
 
 def test_sampler_is_determined_by_the_seed():
     images = torch.randint(0, 255, (40, 20, 8, 8), dtype=torch.uint8)
-    a = E.StepStream(lambda g: E.episode_batch(images, 5, 1, 2, 2, g), steps=6, seed=3)
-    b = E.StepStream(lambda g: E.episode_batch(images, 5, 1, 2, 2, g), steps=6, seed=3)
-    c = E.StepStream(lambda g: E.episode_batch(images, 5, 1, 2, 2, g), steps=6, seed=4)
+    a = StepStream(lambda g: episode_batch(images, 5, 1, 2, 2, g), steps=6, seed=3)
+    b = StepStream(lambda g: episode_batch(images, 5, 1, 2, 2, g), steps=6, seed=3)
+    c = StepStream(lambda g: episode_batch(images, 5, 1, 2, 2, g), steps=6, seed=4)
     first = [x["query"] for x in a]
     assert all(torch.equal(x, y["query"]) for x, y in zip(first, b))
     assert not torch.equal(first[0], next(iter(c))["query"])
     assert not torch.equal(first[0], first[1])
-    resumed = E.StepStream(a.build, steps=6, seed=3, start_step=lambda: 4)  # as after a restart
+    resumed = StepStream(a.build, steps=6, seed=3, start_step=lambda: 4)  # as after a restart
     assert torch.equal(next(iter(resumed))["query"], first[4])
 
 
 def test_pinned_episode_list_is_fixed():
-    index = E.pinned_episodes(423, 5, 1, 5, 1000)
+    index = pinned_episodes(423, 5, 1, 5, 1000)
     assert index["classes"].shape == (1000, 5) and index["drawers"].shape == (1000, 5, 6)
     assert int(index["classes"].max()) < 423
-    assert E.index_sha256(index) == E.PINNED_SHA256[(423, "5w1s", 5, 1000)]
-    assert E.index_sha256(E.pinned_episodes(423, 5, 1, 5, 1000)) == E.index_sha256(index)
-    other = E.pinned_episodes(423, 20, 1, 5, 1000)
-    assert E.check_pinned(423, "20w1s", 5, other) == E.PINNED_SHA256[(423, "20w1s", 5, 1000)]
+    assert index_sha256(index) == PINNED_SHA256[(423, "5w1s", 5, 1000)]
+    assert index_sha256(pinned_episodes(423, 5, 1, 5, 1000)) == index_sha256(index)
+    other = pinned_episodes(423, 20, 1, 5, 1000)
+    assert check_pinned(423, "20w1s", 5, other) == PINNED_SHA256[(423, "20w1s", 5, 1000)]
     with pytest.raises(RuntimeError, match="generator changed"):
-        E.check_pinned(423, "5w1s", 5, E.pinned_episodes(423, 5, 1, 5, 1000, seed=1))
+        check_pinned(423, "5w1s", 5, pinned_episodes(423, 5, 1, 5, 1000, seed=1))
 
 
 def test_label_streams_show_each_class_instances_times():
@@ -179,9 +189,9 @@ def test_label_streams_show_each_class_instances_times():
         .expand(30, 20, 2, 2)
         .contiguous()
     )
-    index = E.pinned_sequences(30, 5, 10, 7)
-    assert E.index_sha256(index) == E.index_sha256(E.pinned_sequences(30, 5, 10, 7))
-    x, y = E.gather_sequences(images, index)
+    index = pinned_sequences(30, 5, 10, 7)
+    assert index_sha256(index) == index_sha256(pinned_sequences(30, 5, 10, 7))
+    x, y = gather_sequences(images, index)
     assert x.shape == (7, 50, 2, 2) and y.shape == (7, 50)
     ids = (x[..., 0, 0] * 255).round().long()
     for e in range(7):
@@ -193,7 +203,7 @@ def test_label_streams_show_each_class_instances_times():
 
 
 def test_mean_ci95():
-    mean, half = E.mean_ci95(torch.tensor([0.0, 1.0] * 50))
+    mean, half = mean_ci95(torch.tensor([0.0, 1.0] * 50))
     assert mean == pytest.approx(0.5)
     assert half == pytest.approx(1.96 * 0.5025 / 10, rel=1e-3)
 

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from shortsci_bench.data import episodes as E
+from shortsci_bench.data.episodes import mean_ci95
 from shortsci_bench.tasks.base import HarnessTask
 
 
@@ -105,7 +105,7 @@ class MANNTask(HarnessTask):
             acc = _streams_with(parts)
             n_streams = max(n_streams, len(acc))
             if len(acc):
-                mean, half = E.mean_ci95(acc)
+                mean, half = mean_ci95(acc)
                 metrics[f"test/acc_inst{k}"] = mean
                 metrics[f"test/acc_inst{k}_ci95"] = half
                 # the same streams have a k-th presentation, so the chance line is defined too

@@ -18,8 +18,8 @@ from experiments.mann_one_shot.model import (
     update_usage,
 )
 from experiments.mann_one_shot.task import instance_numbers, label_exclusion_accuracy
-from shortsci_bench.data import episodes as E
 from shortsci_bench.data import mirror as mirror_mod
+from shortsci_bench.data.episodes import index_sha256, pinned_sequences
 from tests.conftest import run_cfg
 from tests.omniglot_fake import register_tiny_split, write_fake_mirror
 
@@ -125,7 +125,7 @@ def test_label_exclusion_chance_by_hand():
 def test_claims_precondition_is_the_chance_line_of_the_pinned_streams():
     # mann_one_shot's claims require the MANN to beat this chance line at the 2nd presentation;
     # the number in the YAML must be the one the pinned test streams give.
-    idx = E.pinned_sequences(423, 5, 10, 1000)
+    idx = pinned_sequences(423, 5, 10, 1000)
     y = torch.arange(5).repeat_interleave(10)[idx["order"]]
     chance = label_exclusion_accuracy(y, 5)
     at2 = (instance_numbers(y, 5) == 2).float()
@@ -204,6 +204,6 @@ def test_real_smoke_run(arm, tmp_path):
     )
     assert rec.status == "completed", rec.error
     assert rec.provenance.data["pinned_episodes_sha256"] == {
-        "5c10i": E.index_sha256(E.pinned_sequences(423, 5, 10, 50))
+        "5c10i": index_sha256(pinned_sequences(423, 5, 10, 50))
     }
     assert set(rec.metrics) >= {f"test/acc_inst{k}" for k in (1, 2, 3, 4, 5, 10)}

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from experiments.matching_networks.model import MatchingNetwork
-from shortsci_bench.data import episodes as E
+from shortsci_bench.data.episodes import gather, mean_ci95, parse_setting, support_query, to_float
 from shortsci_bench.tasks.base import HarnessTask
 
 
@@ -64,7 +64,7 @@ class MatchingTask(HarnessTask):
         if self.objective == "classifier":
             x, y = batch
             self._examples_per_step = len(x)
-            logits = self.head(self.model.embed(E.to_float(x.squeeze(1))))
+            logits = self.head(self.model.embed(to_float(x.squeeze(1))))
             return self.check_finite(F.cross_entropy(logits, y))
         way = int(batch["way"])
         log_p = self.model(batch["support"], batch["support_labels"], batch["query"], way)
@@ -78,7 +78,7 @@ class MatchingTask(HarnessTask):
         """Embeddings of every test drawing: uint8 [C, 20, H, W] -> [C, 20, D]."""
         flat = images.reshape(-1, *images.shape[-2:])
         parts = [
-            self.model.embed(E.to_float(flat[i : i + self.embed_chunk]))
+            self.model.embed(to_float(flat[i : i + self.embed_chunk]))
             for i in range(0, len(flat), self.embed_chunk)
         ]
         z = torch.cat(parts)
@@ -93,7 +93,7 @@ class MatchingTask(HarnessTask):
         n = len(index["classes"])
         for i in range(0, n, self.episode_chunk):
             chunk = {k: v[i : i + self.episode_chunk] for k, v in index.items()}
-            ep = E.support_query(E.gather(z, chunk), shot)
+            ep = support_query(gather(z, chunk), shot)
             if self.rule == "attention":
                 pred = self.model.log_probs(
                     ep["support"], ep["support_labels"], ep["query"], way
@@ -110,9 +110,9 @@ class MatchingTask(HarnessTask):
         z = self.embed_all(batch["images"])
         metrics, n_episodes = {}, 0
         for name, index in batch["episodes"].items():
-            way, shot = E.parse_setting(name)
+            way, shot = parse_setting(name)
             acc = self.episode_accuracy(z, index, way, shot)
-            mean, half = E.mean_ci95(acc)
+            mean, half = mean_ci95(acc)
             metrics[f"test/acc_{name}"] = mean
             metrics[f"test/acc_{name}_ci95"] = half
             n_episodes += len(acc)

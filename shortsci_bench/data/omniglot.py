@@ -48,7 +48,7 @@ import torchvision.transforms.v2.functional as TF
 from PIL import Image
 from torchvision.datasets import Omniglot
 
-from shortsci_bench.data import episodes as E
+from shortsci_bench.data.episodes import EVAL_SEED, PinnedEpisodes, PinnedSequences, StepStream, check_pinned, episode_batch, index_sha256, parse_setting, pinned_episodes, pinned_sequences, sequence_batch
 from shortsci_bench.data import mirror as mirror_mod
 from shortsci_bench.data.batches import TrainStream, start_at_global_step
 from shortsci_bench.data.errors import DatasetMissingError, host_reachable
@@ -365,7 +365,7 @@ class OmniglotDataModule(L.LightningDataModule):
         eval_settings: Sequence[str] = ("5w1s", "5w5s", "20w1s", "20w5s"),
         eval_episodes: int = 1000,
         eval_queries: int = 5,
-        eval_seed: int = E.EVAL_SEED,
+        eval_seed: int = EVAL_SEED,
         eval_batch: int = 250,
     ):
         super().__init__()
@@ -415,7 +415,7 @@ class OmniglotDataModule(L.LightningDataModule):
         n_test = len(self.test_images)
         if self.protocol == "sequences":
             name = f"{self.way}c{self.instances}i"
-            index = E.pinned_sequences(
+            index = pinned_sequences(
                 n_test, self.way, self.instances, self.eval_episodes, self.eval_seed
             )
             self.pinned = {name: index}
@@ -423,17 +423,17 @@ class OmniglotDataModule(L.LightningDataModule):
         else:
             queries = self.eval_queries
             self.pinned = {
-                s: E.pinned_episodes(
-                    n_test, *E.parse_setting(s), queries, self.eval_episodes, self.eval_seed
+                s: pinned_episodes(
+                    n_test, *parse_setting(s), queries, self.eval_episodes, self.eval_seed
                 )
                 for s in self.eval_settings
             }
-        if self.eval_seed == E.EVAL_SEED:
+        if self.eval_seed == EVAL_SEED:
             self.pinned_sha256 = {
-                n: E.check_pinned(n_test, n, queries, i) for n, i in self.pinned.items()
+                n: check_pinned(n_test, n, queries, i) for n, i in self.pinned.items()
             }
         else:
-            self.pinned_sha256 = {n: E.index_sha256(i) for n, i in self.pinned.items()}
+            self.pinned_sha256 = {n: index_sha256(i) for n, i in self.pinned.items()}
         self.load_seconds = time.perf_counter() - t0
 
     def _device(self) -> torch.device:
@@ -459,27 +459,27 @@ class OmniglotDataModule(L.LightningDataModule):
         if self.protocol == "episodes":
 
             def build(g: torch.Generator):
-                return E.episode_batch(
+                return episode_batch(
                     images, self.way, self.shot, self.queries, self.episodes_per_step, g
                 )
 
         else:
 
             def build(g: torch.Generator):
-                return E.sequence_batch(images, self.way, self.instances, self.episodes_per_step, g)
+                return sequence_batch(images, self.way, self.instances, self.episodes_per_step, g)
 
-        return E.StepStream(build, self.steps, self.seed, start_step=self._start_step())
+        return StepStream(build, self.steps, self.seed, start_step=self._start_step())
 
     def val_dataloader(self):
         dev = self._device()
         test = self.test_images.to(dev)
         if self.protocol == "sequences":
             ((name, index),) = self.pinned.items()
-            return E.PinnedSequences(test, index, self.eval_batch, name)
+            return PinnedSequences(test, index, self.eval_batch, name)
         episodes = {
             name: {k: v.to(dev) for k, v in idx.items()} for name, idx in self.pinned.items()
         }
-        return E.PinnedEpisodes(test, episodes)
+        return PinnedEpisodes(test, episodes)
 
     def provenance(self) -> dict:
         return {
