@@ -13,6 +13,43 @@ from shortsci_bench.data.errors import DatasetMissingError
 from shortsci_bench.registry import RegistryError
 
 register_resolvers()
+# Exit status of a run stopped by a signal after saving its checkpoint: non-zero, so a
+# scheduler does not read a preempted or timed-out job as a success.
+EXIT_INTERRUPTED = 3
+
+
+def _stop_sweep_here() -> None:
+    """In a sweep, say which jobs will not run: the exit that follows ends the sweep."""
+    from hydra.types import RunMode
+
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        return
+    num = int(hydra_cfg.job.num)
+    left = _sweep_jobs(hydra_cfg)[num + 1 :]
+    print(
+        f"[shortsci] sweep stopped at job #{num}; {len(left)} job(s) not run"
+        + "".join(f"\n  #{num + 1 + i}: {' '.join(job)}" for i, job in enumerate(left))
+        + "\n[shortsci] run the same command again: finished jobs are skipped, "
+        "the interrupted one resumes",
+        file=sys.stderr,
+    )
+
+
+def _sweep_jobs(hydra_cfg) -> list[list[str]]:
+    """The sweep's jobs in launch order, as Hydra's basic sweeper expands them
+    (its `params` first, then the command line)."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    params = hydra_cfg.sweeper.get("params") or {}
+    args = [f"{k}={v}" for k, v in params.items()]
+    args += [a for a in sys.argv[1:] if not a.startswith("-")]
+    try:
+        parsed = OverridesParser.create().parse_overrides(args)
+        return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+    except Exception:  # another sweeper's syntax: the count is unknown, the advice holds
+        return []
 
 
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
@@ -30,12 +67,16 @@ def main(cfg: DictConfig) -> float | None:
         sys.exit(2)
     if record is not None and record.status == "failed":
         sys.exit(1)
+    if record is not None and record.status == "interrupted":
+        _stop_sweep_here()
+        sys.exit(EXIT_INTERRUPTED)
     metric = cfg.get("optimized_metric")
     if metric:
         record = record or completed_record(cfg)
         if record is None or metric not in record.metrics:
             raise ConfigError(f"optimized_metric {metric!r} is not among this run's metrics")
-        return float(record.metrics[metric])
+        value = record.metrics[metric]
+        return float("nan") if value is None else float(value)  # None: it was not finite
     return None
 
 

@@ -41,6 +41,9 @@ _UNHASHED = (
 # devices and nodes stay in: under DDP the global batch is batch_size x devices.
 _UNHASHED_TRAINER = ("accelerator", "enable_progress_bar")
 _UNHASHED_DATASET = ("root", "mirror", "download", "cache_dir")
+# The divergence bound only decides when to stop a run that has blown up; runs that stay
+# under it compute the same, so finished runs keep their hash.
+_UNHASHED_TASK = ("divergence",)
 # Config groups: an override of one of these on the command line picks a file, it does
 # not set a value, so it is not re-applied over the overlays.
 _GROUPS = (
@@ -200,6 +203,8 @@ def hashable_view(cfg: DictConfig) -> dict[str, Any]:
     view["trainer"] = trainer
     if isinstance(view.get("dataset"), dict):
         view["dataset"] = {k: v for k, v in view["dataset"].items() if k not in _UNHASHED_DATASET}
+    if isinstance(view.get("task"), dict):
+        view["task"] = {k: v for k, v in view["task"].items() if k not in _UNHASHED_TASK}
     return view
 
 

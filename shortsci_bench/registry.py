@@ -32,8 +32,11 @@ import yaml
 Tier = Literal["smoke", "quick", "paper"]
 TIERS: tuple[str, ...] = get_args(Tier)
 TIER_RANK = {t: i for i, t in enumerate(TIERS)}
-Status = Literal["completed", "diverged", "failed"]
+# `interrupted`: a stop signal (SIGTERM, SIGUSR1/2) saved a checkpoint and ended the run
+# early; rerunning the same command resumes it. The others are final ("done").
+Status = Literal["completed", "diverged", "failed", "interrupted"]
 STATUSES: tuple[str, ...] = get_args(Status)
+DONE_STATUSES: tuple[str, ...] = ("completed", "diverged", "failed")
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS_DIR = REPO / "experiments"

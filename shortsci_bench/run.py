@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Sequence
@@ -19,14 +20,26 @@ import torch
 from filelock import FileLock, Timeout
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from shortsci_bench import config
 from shortsci_bench.data.errors import DatasetMissingError
+from shortsci_bench.registry import DONE_STATUSES
 from shortsci_bench.runs import provenance
-from shortsci_bench.runs.record import RECORD_NAME, Provenance, RunRecord, read_record, write_record
+from shortsci_bench.runs.record import (
+    RECORD_NAME,
+    Provenance,
+    RunRecord,
+    read_record,
+    strict,
+    write_record,
+)
 
 CHECKPOINT = "last.ckpt"
+# What a cluster sends to stop a job: SIGTERM (preemption, scancel, a timeout) and
+# SIGUSR1/SIGUSR2 (SLURM's `--signal` warning before the time limit).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
 
 
 def quiet_known_noise() -> None:
@@ -70,6 +83,9 @@ class ResumeCheckpoint(Callback):
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
             return
+        self.save(trainer)
+
+    def save(self, trainer: L.Trainer) -> None:
         tmp = self.path.with_suffix(".tmp")
         trainer.save_checkpoint(tmp, weights_only=False)  # full state: optimizer, loops, RNG
         if trainer.is_global_zero:
@@ -77,15 +93,55 @@ class ResumeCheckpoint(Callback):
         trainer.strategy.barrier()
 
 
-class KillAtStep(Callback):
-    """Fault injection for the resume test: SIGKILL this process at a given step."""
+class Interrupted(BaseException):
+    """A stop signal ended the run after a checkpoint (BaseException: not a failure)."""
 
-    def __init__(self, step: int):
-        self.step = step
+
+class StopOnSignal(Callback):
+    """On SIGTERM, SIGUSR1 or SIGUSR2, finish the current batch, save `last.ckpt` there and
+    stop, so the record says `interrupted` and the same command resumes the run.
+
+    The handler only notes the signal: saving inside a handler could interrupt a half
+    written checkpoint. Lightning chains its own SIGTERM handler after ours, and raises
+    SIGTERMException after our `on_train_batch_end`, so the checkpoint comes first.
+    """
+
+    def __init__(self, checkpoint: ResumeCheckpoint):
+        self.checkpoint = checkpoint
+        self.received: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> StopOnSignal:
+        if threading.current_thread() is threading.main_thread():  # signals need the main thread
+            for sig in STOP_SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._note)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous = {}
+
+    def _note(self, signum: int, frame: Any) -> None:
+        self.received = signal.Signals(signum).name
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if trainer.global_step >= self.step:
-            os.kill(os.getpid(), signal.SIGKILL)
+        if self.received:
+            self.checkpoint.save(trainer)
+            raise Interrupted(self.received)
+
+
+class KillAtStep(Callback):
+    """Fault injection for the resume tests: send this process a signal (SIGKILL unless
+    `debug.kill_signal` names another) once, at a given step."""
+
+    def __init__(self, step: int, sig: str = "SIGKILL"):
+        self.step, self.sig, self.sent = step, signal.Signals[sig], False
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step >= self.step and not self.sent:
+            self.sent = True
+            os.kill(os.getpid(), self.sig)
 
 
 def _progress_bar(setting: Any) -> list[Callback]:
@@ -132,7 +188,7 @@ def run(cfg: DictConfig, overrides: Sequence[str] = ()) -> RunRecord | None:
         f"expected runtime {config.tier_info(cfg).get('runtime', 'not stated')}"
     )
 
-    if not cfg.get("force", False) and completed_record(cfg) is not None:
+    if not cfg.get("force", False) and done_record(cfg) is not None:
         _say(f"already done: {record_path} (pass force=true to run again)")
         return None
 
@@ -151,18 +207,41 @@ def run(cfg: DictConfig, overrides: Sequence[str] = ()) -> RunRecord | None:
         lock.release()
 
 
+def build_task(cfg: DictConfig):
+    """The task, with its divergence bound (`task.divergence`, a harness setting that its
+    constructor does not take) set on it."""
+    task_cfg = OmegaConf.to_container(cfg.task, resolve=True)
+    bound = task_cfg.pop("divergence", None) or {}
+    task = instantiate(task_cfg, model=instantiate(cfg.model))
+    if "factor" in bound:  # null or 0: no bound, only a non-finite loss
+        task.divergence_factor = float(bound["factor"] or 0.0)
+    if "patience" in bound:
+        task.divergence_patience = max(1, int(bound["patience"]))
+    return task
+
+
 def _ddp_child() -> bool:
     return int(os.environ.get("LOCAL_RANK", "0")) > 0 or int(os.environ.get("NODE_RANK", "0")) > 0
 
 
-def completed_record(cfg: DictConfig) -> RunRecord | None:
-    """The finished record of exactly this config, if there is one."""
-    path = run_dir_for(cfg, config.config_hash(cfg)) / RECORD_NAME
+def _record_of(cfg: DictConfig) -> RunRecord | None:
     try:
-        done = read_record(path)
+        return read_record(run_dir_for(cfg, config.config_hash(cfg)) / RECORD_NAME)
     except ValueError:
         return None
-    return done if done.status == "completed" else None
+
+
+def completed_record(cfg: DictConfig) -> RunRecord | None:
+    """The completed record of exactly this config, if there is one."""
+    done = _record_of(cfg)
+    return done if done is not None and done.status == "completed" else None
+
+
+def done_record(cfg: DictConfig) -> RunRecord | None:
+    """The final record (completed, diverged or failed) of exactly this config: rerunning
+    would repeat it. An `interrupted` record is not final: rerunning resumes it."""
+    done = _record_of(cfg)
+    return done if done is not None and done.status in DONE_STATUSES else None
 
 
 def _train(cfg: DictConfig, tier: str, chash: str, run_dir: Path, threads: int) -> RunRecord:
@@ -172,24 +251,25 @@ def _train(cfg: DictConfig, tier: str, chash: str, run_dir: Path, threads: int) 
     ckpt_dir = run_dir / "checkpoints"
     ckpt_dir.mkdir(exist_ok=True)
     ckpt = ckpt_dir / CHECKPOINT
-    if cfg.get("force", False) and ckpt.exists() and not (run_dir / RECORD_NAME).exists():
-        pass  # an interrupted run: resume it even when forced
-    elif cfg.get("force", False) and ckpt.exists():
-        ckpt.unlink()
+    if cfg.get("force", False) and ckpt.exists() and done_record(cfg) is not None:
+        ckpt.unlink()  # re-run a finished job from scratch; an interrupted one resumes
     resume = ckpt if ckpt.exists() else None
     if resume:
         _say(f"resuming from {resume}")
 
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     datamodule = instantiate(cfg.dataset)
-    task = instantiate(cfg.task, model=instantiate(cfg.model))
+    task = build_task(cfg)
+    saver = ResumeCheckpoint(ckpt)
+    stopper = StopOnSignal(saver)
     callbacks: list[Callback] = [
-        ResumeCheckpoint(ckpt),
+        saver,
+        stopper,
         *_progress_bar(cfg.trainer.get("enable_progress_bar", "auto")),
     ]
-    kill_at = (cfg.get("debug") or {}).get("kill_at_step")
-    if kill_at:
-        callbacks.append(KillAtStep(int(kill_at)))
+    debug = cfg.get("debug") or {}
+    if debug.get("kill_at_step"):
+        callbacks.append(KillAtStep(int(debug.kill_at_step), debug.get("kill_signal") or "SIGKILL"))
     trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
     trainer_kwargs["enable_progress_bar"] = any(
         cb.__class__.__name__ == "RichProgressBar" for cb in callbacks
@@ -204,12 +284,24 @@ def _train(cfg: DictConfig, tier: str, chash: str, run_dir: Path, threads: int) 
 
     status, error = "completed", None
     try:
-        if getattr(task, "fit_free", False):  # e.g. nearest-neighbour baselines: evaluate only
-            trainer.validate(task, datamodule=datamodule, verbose=False)
-        else:
-            trainer.fit(task, datamodule=datamodule, ckpt_path=str(resume) if resume else None)
+        with stopper:
+            if getattr(task, "fit_free", False):  # e.g. nearest-neighbour baselines: evaluate only
+                trainer.validate(task, datamodule=datamodule, verbose=False)
+            else:
+                trainer.fit(task, datamodule=datamodule, ckpt_path=str(resume) if resume else None)
         if task.diverged:
             status = "diverged"
+            error = getattr(task, "diverged_why", None) or "diverged: non-finite loss"
+            _say(f"diverged: {error}")
+    except (Interrupted, SIGTERMException):
+        # SIGTERMException: Lightning's own stop, when SIGTERM came during an evaluation;
+        # the checkpoint of the evaluation before it stays.
+        status = "interrupted"
+        error = (
+            f"interrupted by {stopper.received or 'SIGTERM'} at step {trainer.global_step}: "
+            "checkpoint saved; run the same command again to resume"
+        )
+        _say(error)
     except (KeyboardInterrupt, DatasetMissingError, config.ConfigError):
         raise
     except Exception as exc:
@@ -249,10 +341,12 @@ def _train(cfg: DictConfig, tier: str, chash: str, run_dir: Path, threads: int) 
             resumed_from=str(resume) if resume else None,
         ),
     )
+    record = strict(record)  # non-finite values as null plus `nonfinite`, as written
     if trainer.is_global_zero:
         path = write_record(run_dir, record)
         label = " [STUB DATA: a synthetic stand-in, not the real corpus]" if record.stub else ""
         _say(f"{status}{label}: {path}")
         for k, v in sorted(record.metrics.items()):
-            _say(f"  {k} = {v:.6g}" + (" (stub)" if record.stub else ""))
+            shown = f"{v:.6g}" if v is not None else f"null ({record.nonfinite[f'metrics.{k}']})"
+            _say(f"  {k} = {shown}" + (" (stub)" if record.stub else ""))
     return record

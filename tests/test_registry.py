@@ -9,6 +9,7 @@ from omegaconf import OmegaConf
 
 from shortsci_bench import docs, registry
 from shortsci_bench.claims.schema import PaperClaims, load_all, registry_problems
+from shortsci_bench.run import build_task
 from tests.conftest import compose_cfg
 
 CASES = [
@@ -41,9 +42,8 @@ def test_every_experiment_arm_and_tier_composes(name, arm, tier):
 def test_every_arm_instantiates_at_smoke_size(name, arm):
     cfg = compose_cfg(_overrides(name, arm, "smoke"))  # constructors read no data
     datamodule = instantiate(cfg.dataset)
-    model = instantiate(cfg.model)
-    task = instantiate(cfg.task, model=model)
-    assert datamodule is not None and task.model is model
+    task = build_task(cfg)
+    assert datamodule is not None and task.model is not None
 
 
 def test_registry_lists_papers_by_folder():

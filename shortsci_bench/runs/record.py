@@ -6,6 +6,7 @@ This module imports no torch: the collector reads thousands of records with it.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -48,8 +49,11 @@ class RunRecord(BaseModel):
     seed: int
     config_hash: str
     status: Status
-    metrics: dict[str, float] = Field(default_factory=dict)
-    history: list[dict[str, float]] = Field(default_factory=list)
+    # None where the value was not finite (strict JSON has no NaN or Infinity): `nonfinite`
+    # says which and what it was. Older records may hold bare NaN/Infinity and still read.
+    metrics: dict[str, float | None] = Field(default_factory=dict)
+    history: list[dict[str, float | None]] = Field(default_factory=list)
+    nonfinite: dict[str, str] = Field(default_factory=dict)  # "metrics.x" or "history.3.x" -> "inf"
     wall_time_s: float = 0.0
     stub: bool = False  # trained on stand-in data (e.g. the TIMIT stub): never a verdict
     notes: list[str] = Field(default_factory=list)  # e.g. "quick tier uses 14x14 images"
@@ -65,7 +69,7 @@ def write_json_atomic(path: str | os.PathLike, payload: Any) -> Path:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as fh:
-            json.dump(payload, fh, indent=2, sort_keys=True, default=str)
+            json.dump(payload, fh, indent=2, sort_keys=True, default=str, allow_nan=False)
             fh.write("\n")
             fh.flush()
             os.fsync(fh.fileno())
@@ -76,8 +80,28 @@ def write_json_atomic(path: str | os.PathLike, payload: Any) -> Path:
     return path
 
 
+def _finite_or_none(value: Any, where: str, flags: dict[str, str]) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        flags[where] = repr(value)  # 'inf', '-inf' or 'nan'
+        return None
+    return value
+
+
+def strict(record: RunRecord) -> RunRecord:
+    """The record with non-finite metric values as None, each named in `nonfinite`."""
+    flags = dict(record.nonfinite)
+    metrics = {k: _finite_or_none(v, f"metrics.{k}", flags) for k, v in record.metrics.items()}
+    history = [
+        {k: _finite_or_none(v, f"history.{i}.{k}", flags) for k, v in row.items()}
+        for i, row in enumerate(record.history)
+    ]
+    return record.model_copy(update={"metrics": metrics, "history": history, "nonfinite": flags})
+
+
 def write_record(run_dir: str | os.PathLike, record: RunRecord) -> Path:
-    return write_json_atomic(Path(run_dir) / RECORD_NAME, record.model_dump(mode="json"))
+    """Write `result.json` as strict JSON (json.dump refuses NaN/Infinity here)."""
+    payload = strict(record).model_dump(mode="json")
+    return write_json_atomic(Path(run_dir) / RECORD_NAME, payload)
 
 
 def read_record(path: str | os.PathLike) -> RunRecord:

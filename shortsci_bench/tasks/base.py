@@ -2,7 +2,10 @@
 
 - `history`: one row per evaluation (`step` plus metrics), carried in checkpoints;
 - RNG states in checkpoints, so noise-driven models (dropout, swapout) resume exactly;
-- divergence: a non-finite loss stops the run and marks it `diverged`;
+- divergence: a non-finite loss stops the run and marks it `diverged`, and so does a mean
+  training loss above `factor` x the first batch's loss at `patience` evaluations in a
+  row (the experiment's `task.divergence`; a huge learning rate can keep the loss finite
+  but useless, e.g. 2e7 at chance accuracy);
 - `final_metrics()`: the last evaluation, means over the history, time per update;
 - the step contract: **one global step = one batch**. Training streams index batches by
   `trainer.global_step` (`shortsci_bench.data.batches`), and budgets (`trainer.max_steps`)
@@ -25,6 +28,12 @@ import lightning as L
 import numpy as np
 import torch
 
+# The default divergence bound (`task.divergence: {factor, patience}` overrides it): a
+# healthy run's loss stays far below 10x its starting value; three evaluations in a row
+# rule out one bad interval.
+DIVERGENCE_FACTOR = 10.0
+DIVERGENCE_PATIENCE = 3
+
 
 class StepContractError(RuntimeError):
     """A task advanced the global step by other than one per batch."""
@@ -46,6 +55,12 @@ class HarnessTask(L.LightningModule):
         # on its device): stochastic inference, pinned test episodes, gradient variance.
         self.final_extra: dict[str, float] = {}
         self.diverged = False
+        self.diverged_why: str | None = None
+        self.divergence_factor, self.divergence_patience = DIVERGENCE_FACTOR, DIVERGENCE_PATIENCE
+        self._initial_loss: float | None = None
+        self._loss_sum: torch.Tensor | None = None  # training loss since the last evaluation
+        self._loss_count = 0
+        self._strikes = 0  # evaluations in a row with the loss above the bound
         self._train_seconds = 0.0
         self._train_steps = 0
         self._t_batch = 0.0
@@ -66,10 +81,40 @@ class HarnessTask(L.LightningModule):
     def check_finite(self, loss: torch.Tensor) -> torch.Tensor | None:
         """Return the loss, or None (skipping the step) and stop the run when it is not finite."""
         if torch.isfinite(loss).all():
+            loss_now = loss.detach().mean()
+            if self._initial_loss is None:
+                self._initial_loss = float(loss_now)
+            self._loss_sum = loss_now if self._loss_sum is None else self._loss_sum + loss_now
+            self._loss_count += 1
             return loss
-        self.diverged = True
-        self.trainer.should_stop = True
+        self.stop_diverged(f"non-finite training loss at step {self.global_step}")
         return None
+
+    def stop_diverged(self, why: str) -> None:
+        """End the run as `diverged`, saying why."""
+        self.diverged, self.diverged_why = True, why
+        if self._trainer is not None:
+            self.trainer.should_stop = True
+
+    def _check_loss_bound(self) -> None:
+        """At an evaluation: strike when the mean training loss since the last one is above
+        the bound; `patience` strikes in a row end the run."""
+        if not self._loss_count:
+            return
+        mean = float(self._loss_sum / self._loss_count)
+        self._loss_sum, self._loss_count = None, 0
+        initial, factor = self._initial_loss, self.divergence_factor
+        # A bound relative to the first loss means nothing when that loss is not positive.
+        if not factor or initial is None or initial <= 0 or mean <= factor * initial:
+            self._strikes = 0
+            return
+        self._strikes += 1
+        if self._strikes >= self.divergence_patience:
+            self.stop_diverged(
+                f"training loss {mean:.4g} above {factor:g}x the initial loss {initial:.4g} "
+                f"at {self._strikes} evaluations in a row (step {self.global_step}; "
+                "bound: task.divergence)"
+            )
 
     def step_optimizers(self, *pairs: tuple[Any, Callable[[], torch.Tensor]]) -> None:
         """Manual optimization with several optimizers, one global step per batch: for each
@@ -112,6 +157,7 @@ class HarnessTask(L.LightningModule):
         if self.trainer is not None and self.trainer.sanity_checking:
             return
         self.history.append(row)
+        self._check_loss_bound()
         # already reduced across ranks by the task, so rank zero alone logs them
         self.log_dict({k: v for k, v in row.items() if k != "step"}, rank_zero_only=True)
 
@@ -132,6 +178,13 @@ class HarnessTask(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["harness"] = {
             "history": self.history,
+            # the divergence bound's state, so a run stopped between evaluations resumes exactly
+            "divergence": {
+                "initial": self._initial_loss,
+                "loss_sum": self._loss_sum,
+                "loss_count": self._loss_count,
+                "strikes": self._strikes,
+            },
             "rng": {
                 "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
@@ -144,6 +197,10 @@ class HarnessTask(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get("harness", {})
         self.history = list(state.get("history", []))
+        div = state.get("divergence")
+        if div:
+            self._initial_loss, self._loss_sum = div["initial"], div["loss_sum"]
+            self._loss_count, self._strikes = div["loss_count"], div["strikes"]
         rng = state.get("rng")
         if rng:
             torch.set_rng_state(rng["torch"])

@@ -3,8 +3,8 @@
 Each evaluation row gets `train/loss`: the mean training loss over the updates since the
 previous evaluation. With `mean_over_history: [train/loss]` the record then carries
 `train/loss_mean`, the mean over the whole run (equal intervals). The running sum stays
-on the device (no synchronisation per step) and is empty whenever a checkpoint is
-written (right after an evaluation), so resumed runs need no extra state.
+on the device (no synchronisation per step) and travels in checkpoints, so a run stopped
+between evaluations (SIGTERM) resumes with the same sum.
 """
 
 from __future__ import annotations
@@ -32,6 +32,16 @@ class TrainLossTracking:
         mean = (self._train_loss_sum / self._train_loss_count).item()
         self._train_loss_sum, self._train_loss_count = None, 0
         return {"train/loss": mean}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["train_loss"] = {"sum": self._train_loss_sum, "count": self._train_loss_count}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
+        state = checkpoint.get("train_loss") or {}
+        self._train_loss_sum = state.get("sum")
+        self._train_loss_count = int(state.get("count", 0))
 
 
 class TrainLossClassificationTask(TrainLossTracking, ClassificationTask):

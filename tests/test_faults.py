@@ -1,0 +1,122 @@
+"""Faults that used to pass silently (issue 16): each one now stops, says so, or recovers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from shortsci_bench.runs.record import read_record
+from tests.conftest import REPO, needs_mnist, run_cfg
+
+SMOKE = ["+experiment=batchnorm_mnist", "tier=smoke"]
+ENV = {**os.environ, "WANDB_MODE": "disabled", "PYTHONUNBUFFERED": "1"}
+CLI = [sys.executable, "-m", "shortsci_bench"]
+
+
+def _cli(
+    args: list[str], timeout: int = 300, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [*CLI, *args], cwd=REPO, env=env or ENV, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def _science(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if not k.startswith("time/")}
+
+
+def _records(root: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted(root.rglob("result.json"))]
+
+
+@needs_mnist
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGUSR1"])
+def test_stop_signal_checkpoints_records_interrupted_and_resumes_identically(tmp_path, sig):
+    reference = run_cfg([*SMOKE, "arm=bn"], tmp_path / "ref")
+    runs = tmp_path / "stopped"
+    args = [*SMOKE, "arm=bn", "threads=1", f"runs_dir={runs}"]
+    stopped = _cli([*args, "debug.kill_at_step=30", f"debug.kill_signal={sig}"])
+    assert stopped.returncode == 3, stopped.stdout + stopped.stderr
+    [rec] = _records(runs)
+    assert rec["status"] == "interrupted" and sig in rec["error"]
+    assert "Traceback" not in stopped.stderr
+    resumed = _cli(args)  # not "already done": an interrupted record is not final
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "resuming from" in resumed.stdout
+    [rec] = _records(runs)
+    assert rec["status"] == "completed"
+    assert _science(rec["metrics"]) == _science(reference.metrics)
+    assert rec["history"] == reference.model_dump()["history"]
+
+
+@needs_mnist
+@pytest.mark.slow
+def test_sigterm_stops_a_sweep_non_zero_and_names_the_jobs_left(tmp_path):
+    args = ["-m", *SMOKE, "seed=0,1,2", "threads=1", f"runs_dir={tmp_path}"]
+    out = _cli([*args, "debug.kill_at_step=30", "debug.kill_signal=SIGTERM"])
+    assert out.returncode == 3, out.stdout + out.stderr
+    assert "sweep stopped at job #0; 2 job(s) not run" in out.stderr
+    assert "seed=1" in out.stderr and "seed=2" in out.stderr
+    assert [r["status"] for r in _records(tmp_path)] == ["interrupted"]
+    again = _cli(args)
+    assert again.returncode == 0, again.stdout + again.stderr
+    recs = _records(tmp_path)
+    assert sorted(r["seed"] for r in recs) == [0, 1, 2]
+    assert all(r["status"] == "completed" for r in recs)
+
+
+def _strict_json(path: Path) -> dict:
+    def refuse(const: str):
+        raise ValueError(f"{path}: bare {const} is not JSON")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+@needs_mnist
+def test_huge_learning_rate_diverges_is_done_and_force_reruns_in_one_try(tmp_path, capsys):
+    args = [*SMOKE, "arm=bn", "task.optimizer.lr=1e6", "eval_every=10"]
+    rec = run_cfg(args, tmp_path)
+    assert rec.status == "diverged" and "initial loss" in rec.error
+    assert len(rec.history) == 3  # stopped at the third evaluation over the bound
+    assert run_cfg(args, tmp_path) is None  # diverged is final: "already done"
+    assert "already done" in capsys.readouterr().out
+    again = run_cfg([*args, "force=true"], tmp_path)
+    assert again is not None and again.status == "diverged"
+    assert again.provenance.resumed_from is None  # from scratch, not the diverged checkpoint
+    assert again.history == rec.history
+    # a looser bound lets the same run complete
+    loose = run_cfg([*args, "task.divergence.factor=null"], tmp_path / "loose")
+    assert loose.status == "completed"
+
+
+@needs_mnist
+def test_non_finite_loss_diverges_with_a_strict_json_record(tmp_path):
+    rec = run_cfg([*SMOKE, "arm=plain", "task.optimizer.lr=inf"], tmp_path)
+    assert rec.status == "diverged" and "non-finite" in rec.error
+    on_disk = _strict_json(next(tmp_path.rglob("result.json")))  # no bare NaN / Infinity
+    assert on_disk["nonfinite"] and all(
+        on_disk["history"][int(k.split(".")[1])][k.split(".", 2)[2]] is None
+        for k in on_disk["nonfinite"]
+        if k.startswith("history.")
+    )
+
+
+def test_old_records_with_bare_infinity_still_read(tmp_path):
+    from shortsci_bench.collect.synthetic import make_record
+    from shortsci_bench.runs.record import write_record
+
+    rec = make_record("x", "a", "smoke", 0, {"loss": float("inf"), "acc": 0.5})
+    path = write_record(tmp_path, rec)
+    strict = _strict_json(path)
+    assert strict["metrics"] == {"loss": None, "acc": 0.5}
+    assert strict["nonfinite"] == {"metrics.loss": "inf"}
+    old = {**rec.model_dump(mode="json"), "metrics": {"loss": float("inf"), "acc": 0.5}}
+    old.pop("nonfinite")
+    path.write_text(json.dumps(old))  # as older versions wrote it: bare Infinity
+    assert read_record(path).metrics["loss"] == float("inf")
