@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 from shortsci_bench import config
 from shortsci_bench.data.errors import DatasetMissingError
 from shortsci_bench.registry import DONE_STATUSES
-from shortsci_bench.runs import provenance
+from shortsci_bench.runs import checkpoints, provenance
 from shortsci_bench.runs.record import (
     RECORD_NAME,
     Provenance,
@@ -75,10 +75,11 @@ def run_dir_for(cfg: DictConfig, chash: str) -> Path:
 
 
 class ResumeCheckpoint(Callback):
-    """After every evaluation, replace `checkpoints/last.ckpt` atomically (write, then rename)."""
+    """After every evaluation, replace `checkpoints/last.ckpt` atomically (write, fsync,
+    then rename), with a sidecar holding its sha256 and the config hash."""
 
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, path: Path, config_hash: str = ""):
+        self.path, self.config_hash = path, config_hash
 
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
@@ -89,7 +90,7 @@ class ResumeCheckpoint(Callback):
         tmp = self.path.with_suffix(".tmp")
         trainer.save_checkpoint(tmp, weights_only=False)  # full state: optimizer, loops, RNG
         if trainer.is_global_zero:
-            os.replace(tmp, self.path)
+            checkpoints.commit(tmp, self.path, self.config_hash)
         trainer.strategy.barrier()
 
 
@@ -188,13 +189,11 @@ def run(cfg: DictConfig, overrides: Sequence[str] = ()) -> RunRecord | None:
         f"expected runtime {config.tier_info(cfg).get('runtime', 'not stated')}"
     )
 
-    if not cfg.get("force", False) and done_record(cfg) is not None:
-        _say(f"already done: {record_path} (pass force=true to run again)")
-        return None
-
-    run_dir.mkdir(parents=True, exist_ok=True)
     if _ddp_child():  # rank > 0 of a DDP launch: rank 0 holds the lock and writes the record
         return _train(cfg, tier, chash, run_dir, threads)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    # The lock comes before the "already done" check: checked first, a second process
+    # could see no record, wait out the first one's lock release, and run the job again.
     lock = FileLock(str(run_dir / ".lock"))
     try:
         lock.acquire(timeout=0)
@@ -202,6 +201,10 @@ def run(cfg: DictConfig, overrides: Sequence[str] = ()) -> RunRecord | None:
         _say(f"another process is running this job ({run_dir}); skipping")
         return None
     try:
+        if not cfg.get("force", False) and done_record(cfg) is not None:
+            _say(f"already done: {record_path} (pass force=true to run again)")
+            return None
+        checkpoints.clean_stray_temps(run_dir)  # ours to delete: we hold the lock
         return _train(cfg, tier, chash, run_dir, threads)
     finally:
         lock.release()
@@ -253,6 +256,12 @@ def _train(cfg: DictConfig, tier: str, chash: str, run_dir: Path, threads: int) 
     ckpt = ckpt_dir / CHECKPOINT
     if cfg.get("force", False) and ckpt.exists() and done_record(cfg) is not None:
         ckpt.unlink()  # re-run a finished job from scratch; an interrupted one resumes
+        checkpoints.sidecar(ckpt).unlink(missing_ok=True)
+    if not _ddp_child() and ckpt.exists() and (why := checkpoints.problem(ckpt, chash)):
+        aside = checkpoints.move_aside(ckpt)
+        _say(
+            f"checkpoint {ckpt} not resumed: {why}; moved aside to {aside.name}, starting from scratch"
+        )
     resume = ckpt if ckpt.exists() else None
     if resume:
         _say(f"resuming from {resume}")
@@ -260,7 +269,7 @@ def _train(cfg: DictConfig, tier: str, chash: str, run_dir: Path, threads: int) 
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     datamodule = instantiate(cfg.dataset)
     task = build_task(cfg)
-    saver = ResumeCheckpoint(ckpt)
+    saver = ResumeCheckpoint(ckpt, chash)
     stopper = StopOnSignal(saver)
     callbacks: list[Callback] = [
         saver,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -120,3 +121,67 @@ def test_old_records_with_bare_infinity_still_read(tmp_path):
     old.pop("nonfinite")
     path.write_text(json.dumps(old))  # as older versions wrote it: bare Infinity
     assert read_record(path).metrics["loss"] == float("inf")
+
+
+@pytest.fixture(scope="module")
+def finished_runs(tmp_path_factory) -> Path:
+    """Two finished smoke runs (arms bn and plain), copied by each checkpoint test."""
+    root = tmp_path_factory.mktemp("finished")
+    for arm in ("bn", "plain"):
+        run_cfg([*SMOKE, f"arm={arm}"], root)
+    return root
+
+
+def _damage(ckpt: Path, how: str, other: Path) -> None:
+    data = bytearray(ckpt.read_bytes())
+    if how == "flipped":
+        for i in range(len(data) // 3, len(data) // 3 + 64):
+            data[i] ^= 0xFF
+        ckpt.write_bytes(bytes(data))
+    elif how == "truncated":
+        ckpt.write_bytes(bytes(data[: len(data) // 2]))
+    elif how == "empty":
+        ckpt.write_bytes(b"")
+    elif how == "foreign":  # another config's checkpoint, with its own valid sidecar
+        shutil.copy(other, ckpt)
+        shutil.copy(other.with_name(other.name + ".json"), ckpt.with_name(ckpt.name + ".json"))
+
+
+@needs_mnist
+@pytest.mark.parametrize("how", ["flipped", "truncated", "empty", "foreign"])
+def test_damaged_or_foreign_checkpoint_is_moved_aside_and_the_run_restarts(
+    tmp_path, finished_runs, how, capsys
+):
+    runs = tmp_path / "runs"
+    shutil.copytree(finished_runs, runs)
+    [bn_dir] = (runs / "batchnorm_mnist" / "bn" / "smoke").iterdir()
+    [plain_dir] = (runs / "batchnorm_mnist" / "plain" / "smoke").iterdir()
+    reference = read_record(bn_dir / "result.json")
+    (bn_dir / "result.json").unlink()  # as if killed after its last checkpoint
+    (bn_dir / ".result.json.abc123.tmp").write_text("{")  # and mid-write of its record
+    ckpt = bn_dir / "checkpoints" / "last.ckpt"
+    _damage(ckpt, how, plain_dir / "checkpoints" / "last.ckpt")
+    capsys.readouterr()
+    rec = run_cfg([*SMOKE, "arm=bn"], runs)
+    out = capsys.readouterr().out
+    assert "not resumed" in out and "moved aside" in out and "starting from scratch" in out
+    assert rec.status == "completed" and rec.provenance.resumed_from is None
+    assert _science(rec.metrics) == _science(reference.metrics)
+    assert list((bn_dir / "checkpoints").glob("last.ckpt.bad-*"))
+    assert not list(bn_dir.glob(".*.tmp"))  # stray temp files cleaned at start
+    meta = json.loads((bn_dir / "checkpoints" / "last.ckpt.json").read_text())
+    assert meta["config_hash"] == rec.config_hash and len(meta["sha256"]) == 64
+
+
+@needs_mnist
+def test_the_lock_is_taken_before_the_already_done_check(tmp_path, finished_runs, capsys):
+    from filelock import FileLock
+
+    runs = tmp_path / "runs"
+    shutil.copytree(finished_runs, runs)
+    [bn_dir] = (runs / "batchnorm_mnist" / "bn" / "smoke").iterdir()
+    capsys.readouterr()
+    with FileLock(str(bn_dir / ".lock")):  # a second process mid-way through this job
+        assert run_cfg([*SMOKE, "arm=bn"], runs) is None
+    out = capsys.readouterr().out
+    assert "another process is running this job" in out and "already done" not in out
