@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import hydra
@@ -9,8 +10,9 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from shortsci_bench.config import ConfigError, register_resolvers
-from shortsci_bench.data.errors import DatasetMissingError
+from shortsci_bench.data.errors import DataCorruptError, DatasetMissingError
 from shortsci_bench.registry import RegistryError
+from shortsci_bench.validate import check_values, unknown_keys
 
 register_resolvers()
 # Exit status of a run stopped by a signal after saving its checkpoint: non-zero, so a
@@ -55,16 +57,25 @@ def _sweep_jobs(hydra_cfg) -> list[list[str]]:
 @hydra.main(config_path="../conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
     """Run one job; return `optimized_metric` of its record, for sweepers such as Optuna."""
-    from shortsci_bench.run import completed_record, run
-
     overrides = list(HydraConfig.get().overrides.task)
     if any(o.split("=", 1)[0].lstrip("+") == "scale" for o in overrides):
         print("[shortsci] note: `scale=` is now `tier=` (scale= still works)", file=sys.stderr)
     try:
+        check_values(cfg)  # before torch and Lightning are imported: a bad value costs < 1 s
+        from shortsci_bench.run import completed_record, run
+
         record = run(cfg, overrides)
-    except (ConfigError, DatasetMissingError, RegistryError) as exc:
+    except (ConfigError, DatasetMissingError, DataCorruptError, RegistryError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+    except Exception as exc:  # a one-line message; the traceback on request
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(
+            f"error: {type(exc).__name__}: {exc} (HYDRA_FULL_ERROR=1 shows the traceback)",
+            file=sys.stderr,
+        )
+        sys.exit(1)
     if record is not None and record.status == "failed":
         sys.exit(1)
     if record is not None and record.status == "interrupted":
@@ -80,5 +91,14 @@ def main(cfg: DictConfig) -> float | None:
     return None
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """`python -m shortsci_bench`: unknown keys are caught before Hydra composes the run."""
+    problem = unknown_keys(sys.argv[1:])
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        sys.exit(2)
     main()
+
+
+if __name__ == "__main__":
+    cli()

@@ -24,7 +24,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from shortsci_bench import config
-from shortsci_bench.data.errors import DatasetMissingError
+from shortsci_bench.data.errors import DataCorruptError, DatasetMissingError
 from shortsci_bench.registry import DONE_STATUSES
 from shortsci_bench.runs import checkpoints, provenance
 from shortsci_bench.runs.record import (
@@ -311,7 +311,7 @@ def _train(cfg: DictConfig, tier: str, chash: str, run_dir: Path, threads: int) 
             "checkpoint saved; run the same command again to resume"
         )
         _say(error)
-    except (KeyboardInterrupt, DatasetMissingError, config.ConfigError):
+    except (KeyboardInterrupt, DatasetMissingError, DataCorruptError, config.ConfigError):
         raise
     except Exception as exc:
         status, error = "failed", "".join(traceback.format_exception_only(exc)).strip()

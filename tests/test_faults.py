@@ -185,3 +185,93 @@ def test_the_lock_is_taken_before_the_already_done_check(tmp_path, finished_runs
         assert run_cfg([*SMOKE, "arm=bn"], runs) is None
     out = capsys.readouterr().out
     assert "another process is running this job" in out and "already done" not in out
+
+
+def _tiny_mirror(tmp_path: Path) -> Path:
+    """A mirror holding small MNIST idx files in the real format, with its SHA256SUMS."""
+    from shortsci_bench.data.mirror import sha256
+    from tests.conftest import gzip_file, write_idx_mnist
+
+    plain, mirror = tmp_path / "plain", tmp_path / "mirror"
+    write_idx_mnist(plain)
+    (mirror / "mnist").mkdir(parents=True)
+    lines = []
+    for f in sorted(plain.iterdir()):
+        gz = mirror / "mnist" / f"{f.name}.gz"
+        gzip_file(f, gz)
+        lines.append(f"{sha256(gz)}  mnist/{gz.name}")
+    (mirror / "SHA256SUMS").write_text("\n".join(lines) + "\n")
+    return mirror
+
+
+def test_data_damaged_after_unpacking_fails_fast_and_make_data_repairs_it(tmp_path):
+    from shortsci_bench.data import mirror as mirror_mod
+
+    mirror, root = _tiny_mirror(tmp_path), tmp_path / "data"
+    make_data = ["--mirror", str(mirror), "--root", str(root), "--only", "mnist"]
+    assert mirror_mod.main(make_data) == 0
+    images = root / "MNIST" / "raw" / "train-images-idx3-ubyte"
+    clean = images.read_bytes()
+    images.write_bytes(clean[:100] + bytes(1000) + clean[1100:])  # same size, garbled
+    args = [
+        *SMOKE,
+        f"runs_dir={tmp_path / 'runs'}",
+        f"dataset.root={root}",
+        f"dataset.mirror={mirror}",
+        "dataset.download=false",
+    ]
+    out = _cli(args)
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert str(images) in out.stderr and "make data" in out.stderr
+    assert "Traceback" not in out.stderr and not list(tmp_path.rglob("result.json"))
+    assert mirror_mod.main(make_data) == 0  # `make data` unpacks the damaged file again
+    assert images.read_bytes() == clean
+    images.unlink()  # a deleted file: the run itself unpacks it again from the mirror
+    rec = run_cfg(args, tmp_path / "runs")
+    assert rec.status == "completed"
+    assert set(rec.provenance.data["files"]) == {
+        f"MNIST/raw/{n}"
+        for n in (
+            "train-images-idx3-ubyte",
+            "train-labels-idx1-ubyte",
+            "t10k-images-idx3-ubyte",
+            "t10k-labels-idx1-ubyte",
+        )
+    }
+
+
+_PROBE = """
+import runpy
+import sys
+try:
+    runpy.run_module("shortsci_bench", run_name="__main__", alter_sys=True)  # python -m
+except SystemExit as exc:
+    print("exit", exc.code, "torch imported:", "torch" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize(
+    ("arg", "says"),
+    [
+        ("trainer.max_stpes=5", "did you mean `trainer.max_steps`?"),
+        ("seed=-1", "seed=-1: must be an integer >= 0 (e.g. seed=0)"),
+        ("seed=1.5", "seed=1.5: must be an integer >= 0"),
+        ("task.optimizer.lr=abc", "task.optimizer.lr='abc': must be a positive number"),
+        ("task.optimizer.lr=0", "task.optimizer.lr=0: must be a positive number"),
+        ("trainer.max_steps=-5", "trainer.max_steps=-5: must be a positive integer"),
+        ("threads=0", "threads=0: must be `auto` or an integer >= 1"),
+        ("tier=huge", "tier='huge' is not a tier; use one of smoke, quick, paper"),
+    ],
+)
+def test_bad_setting_is_one_line_naming_it_before_torch_is_imported(tmp_path, arg, says):
+    out = subprocess.run(
+        [sys.executable, "-c", _PROBE, "+experiment=batchnorm_mnist", arg, f"runs_dir={tmp_path}"],
+        cwd=REPO,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "exit 2 torch imported: False" in out.stdout, out.stdout + out.stderr
+    [line] = out.stderr.strip().splitlines()  # one line, no traceback
+    assert line.startswith("error: ") and says in line

@@ -45,6 +45,7 @@ from PIL import Image
 from torchvision.datasets import CIFAR10
 
 from shortsci_bench.data import mirror as mirror_mod
+from shortsci_bench.data import verify as unpacked_files
 from shortsci_bench.data.augment import ImageNormalizer, pad_crop_flip
 from shortsci_bench.data.batches import EvalBatches, TrainStream, sharded_eval, train_stream
 from shortsci_bench.data.errors import DatasetMissingError, host_reachable
@@ -349,6 +350,9 @@ def load_cifar10(
 
     if source == "subset_lossless":
         base = root / SUBSET_DIR
+        pickles = [base / CIFAR10.base_folder / n for n in ("data_batch_1", "test_batch")]
+        if all(p.is_file() for p in pickles):  # verified before unpickling
+            unpacked_files.check("cifar10", root, [*pickles, pickles[0].with_name("batches.meta")])
         try:
             train, test = CIFAR10Pickles(base, train=True), CIFAR10Pickles(base, train=False)
         except RuntimeError:
@@ -356,6 +360,7 @@ def load_cifar10(
             train, test = CIFAR10Pickles(base, train=True), CIFAR10Pickles(base, train=False)
         prov["checksums"] = mirror_mod.checksums("cifar10", root)
         prov["checksum_kind"] = "sha256 of the mirror files the batches were built from"
+        prov["files"] = unpacked_files.check("cifar10", root, pickles)
         return CIFAR10Tensors(*_from_dataset(train), *_from_dataset(test), provenance=prov)
 
     cache = root / JPEG_DIR / JPEG_CACHE

@@ -43,3 +43,15 @@ def host_reachable(host: str, port: int = 443, timeout: float = 1.0) -> bool:
     t.start()
     t.join(timeout + 0.2)
     return bool(result and result[0])
+
+
+class DataCorruptError(RuntimeError):
+    """A file a dataset reads is missing or differs from what was unpacked."""
+
+    def __init__(self, path: Path | str, what: str, fix: str = ""):
+        self.path = Path(path)
+        fix = fix or (
+            "run `make data` to unpack it again from the mirror (or delete it to download "
+            "it afresh)"
+        )
+        super().__init__(f"{path} {what}: the data is damaged; {fix}")

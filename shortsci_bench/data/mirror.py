@@ -17,6 +17,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from shortsci_bench.data import verify as unpacked_files
+
 REPO = Path(__file__).resolve().parents[2]
 DEFAULT_ROOT = REPO / "data"
 STAMP = ".mirror-stamp.json"
@@ -118,11 +120,14 @@ def prepare(
     dest = root / f".{name}"
     dest.mkdir(parents=True, exist_ok=True)
     sums = verify(mirror, name)
-    if _stamp_ok(dest, sums):
+    # Unpacked files deleted or changed since (or never recorded) are unpacked again.
+    damaged = unpacked_files.problems(name, root) if _stamp_ok(dest, sums) else ["new"]
+    if not damaged:
         return root
     if not quiet:
-        print(f"[data] unpacking {name} from {mirror} into {root}", file=sys.stderr)
-    UNPACKERS[name](mirror, root)
+        why = "" if damaged == ["new"] else f" ({damaged[0].split(':')[0]})"
+        print(f"[data] unpacking {name} from {mirror} into {root}{why}", file=sys.stderr)
+    unpacked_files.record(name, root, UNPACKERS[name](mirror, root))
     _write_stamp(dest, sums)
     return root
 

@@ -10,6 +10,7 @@ import torch
 from torchvision.datasets import MNIST
 
 from shortsci_bench.data import mirror as mirror_mod
+from shortsci_bench.data import verify as unpacked_files
 from shortsci_bench.data.batches import EvalBatches, TrainStream, sharded_eval, train_stream
 from shortsci_bench.data.errors import DatasetMissingError, host_reachable
 
@@ -23,13 +24,16 @@ def load_mnist(
     """Return torchvision's MNIST train and test sets, preparing them from the mirror
     or downloading as needed; raise DatasetMissingError (fast) when neither works."""
     root = Path(root)
-    try:
-        return MNIST(root, train=True, download=False), MNIST(root, train=False, download=False)
-    except RuntimeError:
-        pass
+    if all(p.is_file() for p in mnist_files(root)):
+        unpacked_files.check("mnist", root, mnist_files(root))  # before a damaged file loads
+        try:
+            return MNIST(root, train=True, download=False), MNIST(root, train=False, download=False)
+        except RuntimeError:
+            pass
     mirror_path = Path(mirror) if mirror else mirror_mod.default_mirror()
     if mirror_path is not None and (mirror_path / "mnist").is_dir():
-        mirror_mod.prepare("mnist", root, mirror_path)
+        mirror_mod.prepare("mnist", root, mirror_path)  # unpacks missing files again
+        unpacked_files.check("mnist", root, mnist_files(root))
         return MNIST(root, train=True), MNIST(root, train=False)
     where = root / "MNIST" / "raw"
     if not download:
@@ -44,6 +48,12 @@ def load_mnist(
         raise DatasetMissingError(
             "MNIST", where, MNIST_FILES, f"(download failed: {exc})"
         ) from None
+
+
+def mnist_files(root: str | Path) -> list[Path]:
+    """The four idx files torchvision's MNIST reads."""
+    raw = Path(root) / "MNIST" / "raw"
+    return [raw / name.strip() for name in MNIST_FILES.split(",")]
 
 
 def to_tensors(ds: MNIST, binarize: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
@@ -115,6 +125,12 @@ class MNISTDataModule(L.LightningDataModule):
             "dataset": "mnist",
             "source": "torchvision.datasets.MNIST",
             "checksums": mirror_mod.checksums("mnist", Path(self.root)),
+            # sha256 of the idx files read, verified at the start of this run
+            "files": {
+                rel: sha
+                for rel, sha in unpacked_files.recorded("mnist", Path(self.root)).items()
+                if rel.startswith("MNIST/raw/")
+            },
             "n_train": len(self.train[0]) if self.train else None,
             "n_eval": len(self.test[0]) if self.test else None,
             "binarize": self.binarize,

@@ -50,6 +50,7 @@ from torchvision.datasets import Omniglot
 
 from shortsci_bench.data.episodes import EVAL_SEED, PinnedEpisodes, PinnedSequences, StepStream, check_pinned, episode_batch, index_sha256, parse_setting, pinned_episodes, pinned_sequences, sequence_batch
 from shortsci_bench.data import mirror as mirror_mod
+from shortsci_bench.data import verify as unpacked_files
 from shortsci_bench.data.batches import TrainStream, start_at_global_step
 from shortsci_bench.data.errors import DatasetMissingError, host_reachable
 from shortsci_bench.data.mirror import unpacker
@@ -309,7 +310,9 @@ def omniglot_tensor(
     ).hexdigest()
     cache = root / Omniglot.folder / "cache" / f"omniglot_{size}px_{key[:12]}.pt"
     info = {"source": source or "unpacked", "mirror_checksums": sums, "cache": str(cache)}
+    fix = f"delete {cache} to decode it afresh"
     if cache.exists():
+        info["files"] = unpacked_files.check("omniglot-cache", root, [cache], fix)
         return torch.load(cache, weights_only=True), {**info, "cache_hit": True}
     if source is None:
         info["source"] = _ensure_folders(root, download)
@@ -319,6 +322,7 @@ def omniglot_tensor(
     tmp = cache.with_suffix(".tmp")
     torch.save(images, tmp)
     os.replace(tmp, cache)
+    info["files"] = unpacked_files.record("omniglot-cache", root, [cache])  # checked when read
     return images, {**info, "cache_hit": False, "decode_s": time.perf_counter() - t0}
 
 
@@ -486,6 +490,7 @@ class OmniglotDataModule(L.LightningDataModule):
             "dataset": "omniglot",
             "source": "torchvision.datasets.Omniglot (OmniglotFolders: md5 of the zips not checked)",
             "checksums": self.source.get("mirror_checksums", {}),
+            "files": self.source.get("files", {}),  # the decoded cache read, verified
             "image_size": self.image_size,
             "split": self.split,
             "split_sha256": self.manifest.get("sha256"),
