@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -134,12 +135,13 @@ class StopOnSignal(Callback):
 
 class KillAtStep(Callback):
     """Fault injection for the resume tests: send this process a signal (SIGKILL unless
-    `debug.kill_signal` names another) once, at a given step."""
+    `debug.kill_signal` names another) once, as the batch after `step` starts, so that it
+    arrives mid-batch as a scheduler's would."""
 
     def __init__(self, step: int, sig: str = "SIGKILL"):
         self.step, self.sig, self.sent = step, signal.Signals[sig], False
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if trainer.global_step >= self.step and not self.sent:
             self.sent = True
             os.kill(os.getpid(), self.sig)
@@ -154,7 +156,33 @@ def _progress_bar(setting: Any) -> list[Callback]:
     return []
 
 
-def _loggers(cfg: DictConfig, run_dir: Path) -> list:
+ATTEMPTS = "attempts.json"  # in logs/: the attempt folders of the run now in progress
+
+
+def _attempts(run_dir: Path, resumed: bool) -> list[str]:
+    """The log folders of this run's attempts, this one last (`logs/attempt-N`).
+
+    Lightning's CSV logger rewrites `metrics.csv` in the folder it is given, so a resumed
+    run that reused `logs/` lost every row written before the interruption: each attempt
+    gets its own folder instead. A run started from scratch (first, or forced) lists only
+    its own; a resumed one adds to the list of the attempts it continues.
+    """
+    logs = run_dir / "logs"
+    taken = [int(p.name.split("-")[1]) for p in logs.glob("attempt-*") if p.name[8:].isdigit()]
+    this = f"logs/attempt-{max(taken, default=0) + 1}"
+    before: list[str] = []
+    if resumed:
+        try:
+            before = list(json.loads((logs / ATTEMPTS).read_text()))
+        except (OSError, ValueError):
+            before = []
+    attempts = [*before, this]
+    logs.mkdir(parents=True, exist_ok=True)
+    (logs / ATTEMPTS).write_text(json.dumps(attempts))
+    return attempts
+
+
+def _loggers(cfg: DictConfig, run_dir: Path, attempt: str) -> list:
     loggers = []
     for name, spec in (cfg.get("logger") or {}).items():
         if spec is None:
@@ -163,6 +191,10 @@ def _loggers(cfg: DictConfig, run_dir: Path) -> list:
             os.environ.setdefault("WANDB_DIR", str(run_dir))
             if spec.get("offline", True):
                 os.environ.setdefault("WANDB_MODE", "offline")
+        if str(spec.get("_target_", "")).endswith("CSVLogger"):
+            # run_dir/logs/attempt-N/metrics.csv: one file per attempt, none overwritten
+            loggers.append(instantiate(spec, save_dir=str(run_dir), version=Path(attempt).name))
+            continue
         loggers.append(instantiate(spec, save_dir=str(run_dir)))
     return loggers
 
@@ -265,6 +297,7 @@ def _train(cfg: DictConfig, tier: str, chash: str, run_dir: Path, threads: int) 
     resume = ckpt if ckpt.exists() else None
     if resume:
         _say(f"resuming from {resume}")
+    attempts = _attempts(run_dir, resumed=resume is not None) if not _ddp_child() else ["logs"]
 
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
     datamodule = instantiate(cfg.dataset)
@@ -285,7 +318,7 @@ def _train(cfg: DictConfig, tier: str, chash: str, run_dir: Path, threads: int) 
     )
     trainer = L.Trainer(
         **trainer_kwargs,
-        logger=_loggers(cfg, run_dir),
+        logger=_loggers(cfg, run_dir, attempts[-1]),
         callbacks=callbacks,
         default_root_dir=str(run_dir),
         enable_checkpointing=False,
@@ -348,6 +381,7 @@ def _train(cfg: DictConfig, tier: str, chash: str, run_dir: Path, threads: int) 
             finished_at=provenance.now(),
             threads=threads,
             resumed_from=str(resume) if resume else None,
+            attempts=attempts,
         ),
     )
     record = strict(record)  # non-finite values as null plus `nonfinite`, as written

@@ -10,7 +10,7 @@ from tests.conftest import needs_mnist, run_cfg
 @needs_mnist
 def test_csv_log_is_written(tmp_path):
     run_cfg(["+experiment=batchnorm_mnist", "tier=smoke"], tmp_path)
-    [csv] = list(tmp_path.rglob("logs/metrics.csv"))
+    [csv] = list(tmp_path.rglob("logs/attempt-1/metrics.csv"))
     header = csv.read_text().splitlines()[0]
     assert "test/acc" in header and "step" in header
 

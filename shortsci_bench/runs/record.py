@@ -35,6 +35,9 @@ class Provenance(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict)  # source, checksums, split manifests
     started_at: str = ""
     finished_at: str = ""
+    # log folders of the attempts this result took (e.g. logs/attempt-1, logs/attempt-2
+    # after a resume); empty in records from before attempts had their own folders
+    attempts: list[str] = Field(default_factory=list)
 
 
 class RunRecord(BaseModel):

@@ -58,8 +58,8 @@ class HarnessTask(L.LightningModule):
         self.diverged_why: str | None = None
         self.divergence_factor, self.divergence_patience = DIVERGENCE_FACTOR, DIVERGENCE_PATIENCE
         self._initial_loss: float | None = None
-        self._loss_sum: torch.Tensor | None = None  # training loss since the last evaluation
-        self._loss_count = 0
+        self._div_sum: torch.Tensor | None = None  # training loss since the last evaluation
+        self._div_count = 0
         self._strikes = 0  # evaluations in a row with the loss above the bound
         self._train_seconds = 0.0
         self._train_steps = 0
@@ -84,8 +84,8 @@ class HarnessTask(L.LightningModule):
             loss_now = loss.detach().mean()
             if self._initial_loss is None:
                 self._initial_loss = float(loss_now)
-            self._loss_sum = loss_now if self._loss_sum is None else self._loss_sum + loss_now
-            self._loss_count += 1
+            self._div_sum = loss_now if self._div_sum is None else self._div_sum + loss_now
+            self._div_count += 1
             return loss
         self.stop_diverged(f"non-finite training loss at step {self.global_step}")
         return None
@@ -99,10 +99,10 @@ class HarnessTask(L.LightningModule):
     def _check_loss_bound(self) -> None:
         """At an evaluation: strike when the mean training loss since the last one is above
         the bound; `patience` strikes in a row end the run."""
-        if not self._loss_count:
+        if not self._div_count:
             return
-        mean = float(self._loss_sum / self._loss_count)
-        self._loss_sum, self._loss_count = None, 0
+        mean = float(self._div_sum / self._div_count)
+        self._div_sum, self._div_count = None, 0
         initial, factor = self._initial_loss, self.divergence_factor
         # A bound relative to the first loss means nothing when that loss is not positive.
         if not factor or initial is None or initial <= 0 or mean <= factor * initial:
@@ -181,8 +181,8 @@ class HarnessTask(L.LightningModule):
             # the divergence bound's state, so a run stopped between evaluations resumes exactly
             "divergence": {
                 "initial": self._initial_loss,
-                "loss_sum": self._loss_sum,
-                "loss_count": self._loss_count,
+                "loss_sum": self._div_sum,
+                "loss_count": self._div_count,
                 "strikes": self._strikes,
             },
             "rng": {
@@ -199,8 +199,8 @@ class HarnessTask(L.LightningModule):
         self.history = list(state.get("history", []))
         div = state.get("divergence")
         if div:
-            self._initial_loss, self._loss_sum = div["initial"], div["loss_sum"]
-            self._loss_count, self._strikes = div["loss_count"], div["strikes"]
+            self._initial_loss, self._div_sum = div["initial"], div["loss_sum"]
+            self._div_count, self._strikes = div["loss_count"], div["strikes"]
         rng = state.get("rng")
         if rng:
             torch.set_rng_state(rng["torch"])
