@@ -134,8 +134,8 @@ def test_ordering_paired_by_seed_is_reproduced(dirs):
     assert v.estimate == pytest.approx(0.01 + sum(noise) / 5)
     assert v.ci_low > 0
     assert v.counts == {
-        "a": {"completed": 5, "diverged": 0, "failed": 0},
-        "b": {"completed": 5, "diverged": 0, "failed": 0},
+        "a": {"completed": 5, "diverged": 0, "failed": 0, "interrupted": 0},
+        "b": {"completed": 5, "diverged": 0, "failed": 0, "interrupted": 0},
     }
 
 
@@ -334,11 +334,12 @@ def test_only_completed_runs_count_but_others_are_shown(dirs):
     add_runs(runs, "a", "test/acc", [0.899, 0.901, 0.900])
     write_run(runs, make_record(EXP, "a", "paper", 10, {"test/acc": 0.1}, status="diverged"))
     write_run(runs, make_record(EXP, "a", "paper", 11, {}, status="failed"))
+    write_run(runs, make_record(EXP, "a", "paper", 12, {"test/acc": 0.2}, status="interrupted"))
     v = one(runs, exps, [value_claim()])["val"].verdict
     assert v.verdict == "reproduced"
-    assert v.n == 3 and 10 not in v.seeds
-    assert v.counts["a"] == {"completed": 3, "diverged": 1, "failed": 1}
-    assert "3 completed, 1 diverged, 1 failed" in v.counts_text
+    assert v.n == 3 and 10 not in v.seeds and 12 not in v.seeds
+    assert v.counts["a"] == {"completed": 3, "diverged": 1, "failed": 1, "interrupted": 1}
+    assert "3 completed, 1 diverged, 1 failed, 1 interrupted" in v.counts_text
 
 
 def test_only_failed_runs_is_inconclusive(dirs):

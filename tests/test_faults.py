@@ -275,3 +275,54 @@ def test_bad_setting_is_one_line_naming_it_before_torch_is_imported(tmp_path, ar
     assert "exit 2 torch imported: False" in out.stdout, out.stdout + out.stderr
     [line] = out.stderr.strip().splitlines()  # one line, no traceback
     assert line.startswith("error: ") and says in line
+
+
+def _csv_steps(path: Path) -> list[int]:
+    import csv
+
+    with open(path) as fh:
+        return [int(row["step"]) for row in csv.DictReader(fh) if row.get("test/acc")]
+
+
+@needs_mnist
+def test_csv_logs_of_every_attempt_survive_a_resume(tmp_path):
+    args = [*SMOKE, "arm=bn", "eval_every=10"]
+    stopped = run_cfg([*args, "debug.kill_at_step=25", "debug.kill_signal=SIGTERM"], tmp_path)
+    assert stopped.status == "interrupted"  # in-process: the handler caught our own SIGTERM
+    assert stopped.provenance.attempts == ["logs/attempt-1"]
+    rec = run_cfg(args, tmp_path)
+    assert rec.status == "completed"
+    assert rec.provenance.attempts == ["logs/attempt-1", "logs/attempt-2"]
+    run_dir = next(tmp_path.rglob("result.json")).parent
+    first, second = (_csv_steps(run_dir / a / "metrics.csv") for a in rec.provenance.attempts)
+    assert first == [9, 19] and second == [29, 39]  # Lightning logs step - 1: 10, 20 | 30, 40
+    assert [int(h["step"]) for h in rec.history] == [10, 20, 30, 40]
+
+
+@pytest.mark.parametrize(
+    ("field", "fields", "says"),
+    [
+        ("metric", {"metric": "test/accc"}, "field metric: batchnorm_mnist declares no metric"),
+        ("arm", {"arm": "bnn"}, "field arm: batchnorm_mnist has no arm 'bnn'"),
+        ("invalid", {"kind": "valeu"}, "invalid claims"),
+    ],
+)
+def test_collect_refuses_claims_naming_what_does_not_exist(tmp_path, capsys, field, fields, says):
+    from shortsci_bench.collect.__main__ import main
+    from shortsci_bench.collect.synthetic import claim, write_claims
+
+    exps, runs = tmp_path / "experiments", tmp_path / "runs"
+    spec = {"experiment": "batchnorm_mnist", "metric": "test/acc", "arm": "bn"}
+    spec.update(target=0.98, tolerance=0.01)
+    kind = fields.pop("kind", "value")
+    spec.update(fields)
+    path = write_claims(
+        exps, "typo_paper", [claim("bn_acc", kind, **spec)], experiments=["batchnorm_mnist"]
+    )
+    base = ["--runs", str(runs), "--experiments-dir", str(exps), "--format", "csv"]
+    capsys.readouterr()
+    assert main(base) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and "'bn_acc'" in err and says in err
+    assert main([*base, "--lenient"]) == 0  # the old behaviour: warnings, exit 0
+    assert says in capsys.readouterr().err

@@ -61,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--wandb", action="store_true", help="push the verdict table to wandb")
     p.add_argument(
+        "--lenient",
+        action="store_true",
+        help="judge what can be judged when a claims file is invalid or names an unknown "
+        "experiment, arm or metric (warnings; default: exit 2 listing each problem)",
+    )
+    p.add_argument(
         "--readme",
         type=Path,
         metavar="FILE",
@@ -73,6 +79,34 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit 1 when FILE's results table differs from the published records",
     )
     return p
+
+
+def claims_problems(experiments_dir: Path) -> list[str]:
+    """One line per invalid claims file, and per claim naming an experiment, arm or metric
+    that does not exist (file, claim and field). Without this, a misspelt name became a
+    silent `inconclusive`, and an invalid file silently dropped its paper's claims."""
+    from shortsci_bench import registry
+    from shortsci_bench.claims.schema import ClaimsError, load_paper, registry_problems
+
+    real = Path(experiments_dir).resolve() == registry.EXPERIMENTS_DIR.resolve()
+    known = set(registry.experiments())
+    problems = []
+    for path in sorted(Path(experiments_dir).glob("*/claims.yaml")):
+        try:
+            paper = load_paper(path)
+        except (ClaimsError, OSError) as exc:
+            problems.append(" ".join(str(exc).split()))  # names the file, claim and field
+            continue
+        if not real:  # another folder (tests, drafts) has no registry of its own:
+            # check only the claims whose experiment the registry knows
+            paper = paper.model_copy(
+                update={
+                    "experiments": [e for e in paper.experiments if e in known],
+                    "claims": [c for c in paper.claims if getattr(c, "experiment", None) in known],
+                }
+            )
+        problems += [f"{path}: {line}" for line in registry_problems(paper)]
+    return problems
 
 
 def _warn(lines: list[str]) -> None:
@@ -112,6 +146,17 @@ def _readme(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    problems = claims_problems(args.experiments_dir)
+    if problems and not args.lenient:
+        for line in problems:
+            print(f"error: {line}", file=sys.stderr)
+        print(
+            f"{len(problems)} problem(s) in the claims: fix them, or pass --lenient to judge "
+            "the rest",
+            file=sys.stderr,
+        )
+        return 2
+    _warn(problems)
     runs = args.runs if args.runs is not None else default_runs(args.experiments_dir)
     collection = collect(runs, args.experiments_dir, args.experiment)
     _warn(collection.warnings)
