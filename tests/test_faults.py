@@ -46,6 +46,7 @@ def test_stop_signal_checkpoints_records_interrupted_and_resumes_identically(tmp
     assert stopped.returncode == 3, stopped.stdout + stopped.stderr
     [rec] = _records(runs)
     assert rec["status"] == "interrupted" and sig in rec["error"]
+    assert "at step 31" in rec["error"]  # checkpointed where it stopped, not at step 20
     assert "Traceback" not in stopped.stderr
     resumed = _cli(args)  # not "already done": an interrupted record is not final
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
@@ -250,19 +251,19 @@ except SystemExit as exc:
 """
 
 
-@pytest.mark.parametrize(
-    ("arg", "says"),
-    [
-        ("trainer.max_stpes=5", "did you mean `trainer.max_steps`?"),
-        ("seed=-1", "seed=-1: must be an integer >= 0 (e.g. seed=0)"),
-        ("seed=1.5", "seed=1.5: must be an integer >= 0"),
-        ("task.optimizer.lr=abc", "task.optimizer.lr='abc': must be a positive number"),
-        ("task.optimizer.lr=0", "task.optimizer.lr=0: must be a positive number"),
-        ("trainer.max_steps=-5", "trainer.max_steps=-5: must be a positive integer"),
-        ("threads=0", "threads=0: must be `auto` or an integer >= 1"),
-        ("tier=huge", "tier='huge' is not a tier; use one of smoke, quick, paper"),
-    ],
-)
+BAD_SETTINGS = [
+    ("trainer.max_stpes=5", "did you mean `trainer.max_steps`?"),
+    ("seed=-1", "seed=-1: must be an integer >= 0 (e.g. seed=0)"),
+    ("seed=1.5", "seed=1.5: must be an integer >= 0"),
+    ("task.optimizer.lr=abc", "task.optimizer.lr='abc': must be a positive number"),
+    ("task.optimizer.lr=0", "task.optimizer.lr=0: must be a positive number"),
+    ("trainer.max_steps=-5", "trainer.max_steps=-5: must be a positive integer"),
+    ("threads=0", "threads=0: must be `auto` or an integer >= 1"),
+    ("tier=huge", "tier='huge' is not a tier; use one of smoke, quick, paper"),
+]
+
+
+@pytest.mark.parametrize(("arg", "says"), BAD_SETTINGS, ids=[a for a, _ in BAD_SETTINGS])
 def test_bad_setting_is_one_line_naming_it_before_torch_is_imported(tmp_path, arg, says):
     out = subprocess.run(
         [sys.executable, "-c", _PROBE, "+experiment=batchnorm_mnist", arg, f"runs_dir={tmp_path}"],
@@ -306,6 +307,7 @@ def test_csv_logs_of_every_attempt_survive_a_resume(tmp_path):
         ("arm", {"arm": "bnn"}, "field arm: batchnorm_mnist has no arm 'bnn'"),
         ("invalid", {"kind": "valeu"}, "invalid claims"),
     ],
+    ids=["metric", "arm", "invalid_file"],
 )
 def test_collect_refuses_claims_naming_what_does_not_exist(tmp_path, capsys, field, fields, says):
     from shortsci_bench.collect.__main__ import main
