@@ -28,7 +28,10 @@ def _stop_sweep_here() -> None:
     if hydra_cfg.mode != RunMode.MULTIRUN:
         return
     num = int(hydra_cfg.job.num)
-    left = _sweep_jobs(hydra_cfg)[num + 1 :]
+    # Only the basic launcher runs jobs one after another in this process; elsewhere
+    # (joblib, submitit) the other jobs run on their own and only this one stopped.
+    in_order = str(hydra_cfg.launcher.get("_target_", "")).endswith("BasicLauncher")
+    left = _sweep_jobs(hydra_cfg)[num + 1 :] if in_order else []
     print(
         f"[shortsci] sweep stopped at job #{num}; {len(left)} job(s) not run"
         + "".join(f"\n  #{num + 1 + i}: {' '.join(job)}" for i, job in enumerate(left))
@@ -36,6 +39,12 @@ def _stop_sweep_here() -> None:
         "the interrupted one resumes",
         file=sys.stderr,
     )
+
+
+def _in_sweep() -> bool:
+    from hydra.types import RunMode
+
+    return HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 def _sweep_jobs(hydra_cfg) -> list[list[str]]:
@@ -69,8 +78,8 @@ def main(cfg: DictConfig) -> float | None:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     except Exception as exc:  # a one-line message; the traceback on request
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
-            raise
+        if os.environ.get("HYDRA_FULL_ERROR") == "1" or _in_sweep():
+            raise  # in a sweep, Hydra's launcher reports the job (an Optuna trial fails)
         print(
             f"error: {type(exc).__name__}: {exc} (HYDRA_FULL_ERROR=1 shows the traceback)",
             file=sys.stderr,
