@@ -111,6 +111,7 @@ class StopOnSignal(Callback):
     def __init__(self, checkpoint: ResumeCheckpoint):
         self.checkpoint = checkpoint
         self.received: str | None = None
+        self.saved = False
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> StopOnSignal:
@@ -130,6 +131,7 @@ class StopOnSignal(Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self.received:
             self.checkpoint.save(trainer)
+            self.saved = True
             raise Interrupted(self.received)
 
 
@@ -339,9 +341,10 @@ def _train(cfg: DictConfig, tier: str, chash: str, run_dir: Path, threads: int) 
         # SIGTERMException: Lightning's own stop, when SIGTERM came during an evaluation;
         # the checkpoint of the evaluation before it stays.
         status = "interrupted"
+        saved = "checkpoint saved" if stopper.saved else "the last evaluation's checkpoint kept"
         error = (
             f"interrupted by {stopper.received or 'SIGTERM'} at step {trainer.global_step}: "
-            "checkpoint saved; run the same command again to resume"
+            f"{saved}; run the same command again to resume"
         )
         _say(error)
     except (KeyboardInterrupt, DatasetMissingError, DataCorruptError, config.ConfigError):

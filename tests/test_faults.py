@@ -46,7 +46,7 @@ def test_stop_signal_checkpoints_records_interrupted_and_resumes_identically(tmp
     assert stopped.returncode == 3, stopped.stdout + stopped.stderr
     [rec] = _records(runs)
     assert rec["status"] == "interrupted" and sig in rec["error"]
-    assert "at step 31" in rec["error"]  # checkpointed where it stopped, not at step 20
+    assert "at step 31: checkpoint saved" in rec["error"]  # where it stopped, not at step 20
     assert "Traceback" not in stopped.stderr
     resumed = _cli(args)  # not "already done": an interrupted record is not final
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
