@@ -9,6 +9,11 @@ Verdicts:
   judged tier used): the estimate and its gap are shown, no verdict.
 
 Every verdict carries its tier, n, estimate, interval and the rule applied, in words.
+
+Structure: each claim kind has a `Rule` object (`RULES`) whose `decide` returns an
+immutable `Decision` (an outcome, a reason code and its facts, the evidence); `in_context`
+is the one function that applies preconditions, stub data and the tier to it; `render`
+turns a decision into words from `WORDING`. Nothing here mutates a verdict after it is built.
 """
 
 from __future__ import annotations
@@ -20,7 +25,6 @@ from typing import Any
 from shortsci_bench.claims.schema import (
     OrderingClaim,
     PaperClaims,
-    PropertyClaim,
     ValueClaim,
 )
 from shortsci_bench.collect.records import (
@@ -45,7 +49,7 @@ STUB_REASON = "trained on stub data (TIMIT not available)"
 PAPER_ROW = "-"  # claim id of the row standing for a paper that has no claims
 
 
-@dataclass
+@dataclass(frozen=True)
 class Verdict:
     """One verdict (or indicative estimate) for one claim at one tier, with its evidence."""
 
@@ -124,7 +128,7 @@ def fmt(x: float | None) -> str:
     return f"{x:.4g}"
 
 
-@dataclass
+@dataclass(frozen=True)
 class _ArmSample:
     values: dict[int, float]  # seed -> final metric value (completed runs only)
     counts: dict[str, int]
@@ -161,149 +165,67 @@ def _pct(confidence: float) -> str:
     return f"{confidence * 100:g}%"
 
 
-def _no_data_why(metric: str, samples: dict[str, _ArmSample]) -> str:
-    missing = sum(s.missing for s in samples.values())
-    extra = f" ({missing} completed without it)" if missing else ""
-    return f"no completed runs with metric {metric}{extra}"
+# --- decisions: what a rule found, as data; the words come later ---------------------
 
 
-def _interval_gate(s: Summary, min_seeds: int) -> str | None:
+@dataclass(frozen=True)
+class Decision:
+    """A rule's immutable finding at one tier: an outcome, a reason code with the facts its
+    wording needs, and the evidence (interval, seeds, counts) behind it."""
+
+    outcome: str  # reproduced | not_reproduced | inconclusive
+    reason: str  # a key of WORDING
+    facts: dict[str, Any] = field(default_factory=dict)
+    summary: Summary | None = None
+    seeds: tuple[int, ...] = ()
+    gap: float | None = None
+    n_needed: int | None = None
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    stub: bool = False
+    note: str = ""  # appended to the words (e.g. unpaired seeds left out)
+
+
+# Reason code -> words. Numbers in facts are formatted by `fmt`; `{ci}` is "CI [lo, hi]".
+WORDING = {
+    "no_data": "no completed runs with metric {metric}{missing}",
+    "unpaired": "no seed completed in both arms ({better}: {better_seeds}, {worse}: {worse_seeds})",
+    "underpowered": "underpowered: n={n} < min_seeds={min_seeds}",
+    "no_interval": "interval undefined with n={n}: one seed gives no spread",
+    "value_within": "{ci} lies within [{lo_band}, {hi_band}]",
+    "value_outside": "{ci} lies outside [{lo_band}, {hi_band}]",
+    "value_straddles": "{ci} straddles an edge of [{lo_band}, {hi_band}]",
+    "d_above": "CI of mean d [{lo}, {hi}] > {margin}",
+    "d_below": "CI of mean d [{lo}, {hi}] < {margin}",
+    "d_contains": "CI of mean d [{lo}, {hi}] contains {margin}{more}",
+    "prop_holds": "{ci} is wholly {op} {threshold}",
+    "prop_fails": "{ci} is wholly outside {op} {threshold}",
+    "prop_straddles": "{ci} straddles the threshold {threshold}",
+}
+
+
+def render(decision: Decision) -> str:
+    """The words of a decision."""
+    facts = {k: fmt(v) if isinstance(v, float) else v for k, v in decision.facts.items()}
+    s = decision.summary
+    if s is not None and s.ci_low is not None:
+        facts.setdefault("ci", f"CI [{fmt(s.ci_low)}, {fmt(s.ci_high)}]")
+        facts.setdefault("lo", fmt(s.ci_low))
+        facts.setdefault("hi", fmt(s.ci_high))
+    return WORDING[decision.reason].format(**facts) + decision.note
+
+
+def _gate(s: Summary, min_seeds: int) -> tuple[str, dict] | None:
     """Why the interval cannot decide yet, or None when it can."""
     if s.n < min_seeds:
-        return f"underpowered: n={s.n} < min_seeds={min_seeds}"
+        return "underpowered", {"n": s.n, "min_seeds": min_seeds}
     if s.ci_low is None:
-        return f"interval undefined with n={s.n}: one seed gives no spread"
+        return "no_interval", {"n": s.n}
     return None
 
 
-def _fill(v: Verdict, s: Summary) -> None:
-    v.n, v.estimate, v.std = s.n, s.mean, s.std
-    v.ci_low, v.ci_high, v.confidence = s.ci_low, s.ci_high, s.confidence
-
-
-def _arm_interval(
-    v: Verdict, claim: ValueClaim | PropertyClaim, groups, tier: str, reference: float
-) -> Summary | None:
-    """The interval of one arm's mean metric over seeds, recorded in `v` with its gap to
-    `reference`; None, with `v` left inconclusive, when there is nothing to decide on."""
-    sample = _arm_sample(groups, (claim.experiment, claim.arm, tier), claim.metric)
-    v.counts, v.stub = {claim.arm: sample.counts}, sample.stub
-    if not sample.values:
-        v.verdict, v.why = "inconclusive", _no_data_why(claim.metric, {claim.arm: sample})
-        return None
-    s = summarize(sample.values.values(), claim.stats.confidence)
-    _fill(v, s)
-    v.seeds = sorted(sample.values)
-    v.gap = s.mean - reference
-    gate = _interval_gate(s, claim.stats.min_seeds)
-    if gate:
-        v.verdict, v.why = "inconclusive", gate
-        return None
-    return s
-
-
-def _value_tolerance(claim: ValueClaim) -> tuple[float, str]:
-    if claim.tolerance is not None:
-        return claim.tolerance, "the claim's tolerance"
-    if claim.n_eval and claim.target is not None and 0.0 <= claim.target <= 1.0:
-        # Binomial noise of an accuracy/error over n_eval examples; p kept off 0 and 1 so a
-        # claimed 0% error still allows the one-example noise floor.
-        p = min(max(claim.target, 1.0 / claim.n_eval), 1.0 - 1.0 / claim.n_eval)
-        tol = 2.0 * math.sqrt(p * (1.0 - p) / claim.n_eval)
-        return tol, f"binomial noise 2*sqrt(p(1-p)/n_eval), n_eval={claim.n_eval}"
-    return 0.0, "no tolerance and no n_eval: a point target"
-
-
-def _judge_value(v: Verdict, claim: ValueClaim, groups, tier: str) -> None:
-    tol, tol_words = _value_tolerance(claim)
-    lo_band, hi_band = claim.target - tol, claim.target + tol
-    conf = claim.stats.confidence
-    v.target = f"{fmt(claim.target)} ± {fmt(tol)}"
-    v.rule = (
-        f"value: the {_pct(conf)} t-interval of the mean {claim.metric} of arm {claim.arm} "
-        f"over seeds must lie within {fmt(claim.target)} ± {fmt(tol)} ({tol_words}); "
-        "wholly outside = not reproduced"
-    )
-    s = _arm_interval(v, claim, groups, tier, claim.target)
-    if s is None:
-        return
-    if s.ci_low >= lo_band and s.ci_high <= hi_band:
-        v.verdict = "reproduced"
-        v.why = (
-            f"CI [{fmt(s.ci_low)}, {fmt(s.ci_high)}] lies within [{fmt(lo_band)}, {fmt(hi_band)}]"
-        )
-    elif s.ci_high < lo_band or s.ci_low > hi_band:
-        v.verdict = "not_reproduced"
-        v.why = (
-            f"CI [{fmt(s.ci_low)}, {fmt(s.ci_high)}] lies outside [{fmt(lo_band)}, {fmt(hi_band)}]"
-        )
-    else:
-        v.verdict = "inconclusive"
-        v.why = (
-            f"CI [{fmt(s.ci_low)}, {fmt(s.ci_high)}] straddles an edge of "
-            f"[{fmt(lo_band)}, {fmt(hi_band)}]"
-        )
-
-
-def _judge_ordering(v: Verdict, claim: OrderingClaim, groups, tier: str) -> None:
-    b_metric = claim.better.metric or claim.metric
-    w_metric = claim.worse.metric or claim.metric
-    b = _arm_sample(groups, (claim.experiment, claim.better.arm, tier), b_metric)
-    w = _arm_sample(groups, (claim.experiment, claim.worse.arm, tier), w_metric)
-    v.counts = {claim.better.arm: b.counts, claim.worse.arm: w.counts}
-    v.stub = b.stub or w.stub
-    conf = claim.stats.confidence
-    d_words = "better - worse" if claim.higher_is_better else "worse - better (lower is better)"
-    v.target = f"mean d > {fmt(claim.margin)}"
-    v.rule = (
-        f"ordering: pair {claim.better.arm} and {claim.worse.arm} by seed; "
-        f"d = {d_words} on {b_metric}"
-        + (f" vs {w_metric}" if w_metric != b_metric else "")
-        + f"; reproduced if the {_pct(conf)} t-interval of mean d lies above the margin "
-        f"{fmt(claim.margin)}, not reproduced if wholly below; min_seeds={claim.stats.min_seeds}"
-    )
-    paired = sorted(set(b.values) & set(w.values))
-    if not paired:
-        if not b.values or not w.values:
-            which = {claim.better.arm: b, claim.worse.arm: w}
-            v.verdict, v.why = "inconclusive", _no_data_why(b_metric, which)
-        else:
-            v.verdict = "inconclusive"
-            v.why = (
-                f"no seed completed in both arms ({claim.better.arm}: {sorted(b.values)}, "
-                f"{claim.worse.arm}: {sorted(w.values)})"
-            )
-        return
-    sign = 1.0 if claim.higher_is_better else -1.0
-    diffs = [sign * (b.values[s] - w.values[s]) for s in paired]
-    s = summarize(diffs, conf)
-    _fill(v, s)
-    v.seeds = paired
-    v.gap = s.mean - claim.margin
-    unpaired = len(set(b.values) ^ set(w.values))
-    note = f" ({unpaired} unpaired seeds left out)" if unpaired else ""
-    gate = _interval_gate(s, claim.stats.min_seeds)
-    if gate:
-        v.verdict, v.why = "inconclusive", gate + note
-    elif s.ci_low > claim.margin:
-        v.verdict = "reproduced"
-        v.why = f"CI of mean d [{fmt(s.ci_low)}, {fmt(s.ci_high)}] > {fmt(claim.margin)}" + note
-    elif s.ci_high < claim.margin:
-        v.verdict = "not_reproduced"
-        v.why = f"CI of mean d [{fmt(s.ci_low)}, {fmt(s.ci_high)}] < {fmt(claim.margin)}" + note
-    else:
-        v.verdict = "inconclusive"
-        v.n_needed = seeds_needed(s.mean - claim.margin, s.std or 0.0, s.n, conf)
-        more = (
-            f"; about {v.n_needed} paired seeds would resolve it if mean and spread hold"
-            if v.n_needed
-            else "; mean d equals the margin: more seeds may not resolve it"
-        )
-        v.why = (
-            f"CI of mean d [{fmt(s.ci_low)}, {fmt(s.ci_high)}] contains {fmt(claim.margin)}"
-            + more
-            + note
-        )
+def _no_data(metric: str, samples: list[_ArmSample]) -> dict[str, Any]:
+    missing = sum(s.missing for s in samples)
+    return {"metric": metric, "missing": f" ({missing} completed without it)" if missing else ""}
 
 
 _SATISFIED = {
@@ -330,31 +252,194 @@ def _side(op: str, s: Summary, threshold: float) -> bool | None:
     return None
 
 
-def _judge_property(v: Verdict, claim: PropertyClaim, groups, tier: str) -> None:
-    conf = claim.stats.confidence
-    v.target = f"{claim.op} {fmt(claim.threshold)}"
-    v.rule = (
-        f"property: the {_pct(conf)} t-interval of the mean {claim.metric} of arm {claim.arm} "
-        f"must lie wholly {claim.op} {fmt(claim.threshold)}; wholly on the other side = not "
-        "reproduced"
-    )
-    s = _arm_interval(v, claim, groups, tier, claim.threshold)
-    if s is None:
-        return
-    ci = f"CI [{fmt(s.ci_low)}, {fmt(s.ci_high)}]"
-    side = _side(claim.op, s, claim.threshold)
-    if side is True:
-        v.verdict, v.why = "reproduced", f"{ci} is wholly {claim.op} {fmt(claim.threshold)}"
-    elif side is False:
-        v.verdict, v.why = (
-            "not_reproduced",
-            f"{ci} is wholly outside {claim.op} {fmt(claim.threshold)}",
+# --- the rules ------------------------------------------------------------------------
+
+
+class Rule:
+    """One claim kind's rule: what the estimate is compared with (`target`), the rule in
+    words (`describe`), and the finding at a tier (`decide`). Rules hold no state."""
+
+    kind = ""
+
+    def target(self, claim) -> str:
+        raise NotImplementedError
+
+    def describe(self, claim) -> str:
+        raise NotImplementedError
+
+    def decide(self, claim, groups: dict[GroupKey, ArmRuns], tier: str) -> Decision:
+        raise NotImplementedError
+
+
+class _OneArmRule(Rule):
+    """Rules on one arm's mean over seeds, compared with `reference(claim)`."""
+
+    def reference(self, claim) -> float:
+        raise NotImplementedError
+
+    def judge(self, claim, s: Summary) -> tuple[str, str, dict[str, Any]]:
+        raise NotImplementedError
+
+    def decide(self, claim, groups, tier):
+        sample = _arm_sample(groups, (claim.experiment, claim.arm, tier), claim.metric)
+        base = {"counts": {claim.arm: sample.counts}, "stub": sample.stub}
+        if not sample.values:
+            return Decision("inconclusive", "no_data", _no_data(claim.metric, [sample]), **base)
+        s = summarize(sample.values.values(), claim.stats.confidence)
+        found = {
+            "summary": s,
+            "seeds": tuple(sorted(sample.values)),
+            "gap": s.mean - self.reference(claim),
+        }
+        gate = _gate(s, claim.stats.min_seeds)
+        if gate:
+            return Decision("inconclusive", gate[0], gate[1], **found, **base)
+        outcome, reason, facts = self.judge(claim, s)
+        return Decision(outcome, reason, facts, **found, **base)
+
+
+class ValueRule(_OneArmRule):
+    """The arm's mean must lie within target +- tolerance: its interval wholly inside the
+    band reproduces, wholly outside does not."""
+
+    kind = "value"
+
+    @staticmethod
+    def tolerance(claim: ValueClaim) -> tuple[float, str]:
+        if claim.tolerance is not None:
+            return claim.tolerance, "the claim's tolerance"
+        if claim.n_eval and claim.target is not None and 0.0 <= claim.target <= 1.0:
+            # Binomial noise of an accuracy/error over n_eval examples; p kept off 0 and 1 so
+            # a claimed 0% error still allows the one-example noise floor.
+            p = min(max(claim.target, 1.0 / claim.n_eval), 1.0 - 1.0 / claim.n_eval)
+            tol = 2.0 * math.sqrt(p * (1.0 - p) / claim.n_eval)
+            return tol, f"binomial noise 2*sqrt(p(1-p)/n_eval), n_eval={claim.n_eval}"
+        return 0.0, "no tolerance and no n_eval: a point target"
+
+    def reference(self, claim):
+        return claim.target
+
+    def target(self, claim):
+        return f"{fmt(claim.target)} ± {fmt(self.tolerance(claim)[0])}"
+
+    def describe(self, claim):
+        tol, words = self.tolerance(claim)
+        return (
+            f"value: the {_pct(claim.stats.confidence)} t-interval of the mean {claim.metric} of "
+            f"arm {claim.arm} over seeds must lie within {fmt(claim.target)} ± {fmt(tol)} "
+            f"({words}); wholly outside = not reproduced"
         )
-    else:
-        v.verdict, v.why = "inconclusive", f"{ci} straddles the threshold {fmt(claim.threshold)}"
+
+    def judge(self, claim, s):
+        tol = self.tolerance(claim)[0]
+        lo_band, hi_band = claim.target - tol, claim.target + tol
+        band = {"lo_band": lo_band, "hi_band": hi_band}
+        if s.ci_low >= lo_band and s.ci_high <= hi_band:
+            return "reproduced", "value_within", band
+        if s.ci_high < lo_band or s.ci_low > hi_band:
+            return "not_reproduced", "value_outside", band
+        return "inconclusive", "value_straddles", band
 
 
-_RULES = {"value": _judge_value, "ordering": _judge_ordering, "property": _judge_property}
+class PropertyRule(_OneArmRule):
+    """The arm's mean must lie wholly on the claimed side of a threshold."""
+
+    kind = "property"
+
+    def reference(self, claim):
+        return claim.threshold
+
+    def target(self, claim):
+        return f"{claim.op} {fmt(claim.threshold)}"
+
+    def describe(self, claim):
+        return (
+            f"property: the {_pct(claim.stats.confidence)} t-interval of the mean {claim.metric} "
+            f"of arm {claim.arm} must lie wholly {claim.op} {fmt(claim.threshold)}; wholly on "
+            "the other side = not reproduced"
+        )
+
+    def judge(self, claim, s):
+        facts = {"op": claim.op, "threshold": claim.threshold}
+        side = _side(claim.op, s, claim.threshold)
+        if side is True:
+            return "reproduced", "prop_holds", facts
+        if side is False:
+            return "not_reproduced", "prop_fails", facts
+        return "inconclusive", "prop_straddles", facts
+
+
+class OrderingRule(Rule):
+    """`better` beats `worse`: the interval of the seed-paired difference must lie above
+    the claimed margin; wholly below does not reproduce."""
+
+    kind = "ordering"
+
+    def target(self, claim):
+        return f"mean d > {fmt(claim.margin)}"
+
+    def describe(self, claim):
+        b_metric = claim.better.metric or claim.metric
+        w_metric = claim.worse.metric or claim.metric
+        d_words = "better - worse" if claim.higher_is_better else "worse - better (lower is better)"
+        return (
+            f"ordering: pair {claim.better.arm} and {claim.worse.arm} by seed; "
+            f"d = {d_words} on {b_metric}"
+            + (f" vs {w_metric}" if w_metric != b_metric else "")
+            + f"; reproduced if the {_pct(claim.stats.confidence)} t-interval of mean d lies "
+            f"above the margin {fmt(claim.margin)}, not reproduced if wholly below; "
+            f"min_seeds={claim.stats.min_seeds}"
+        )
+
+    def decide(self, claim, groups, tier):
+        b_metric = claim.better.metric or claim.metric
+        w_metric = claim.worse.metric or claim.metric
+        b = _arm_sample(groups, (claim.experiment, claim.better.arm, tier), b_metric)
+        w = _arm_sample(groups, (claim.experiment, claim.worse.arm, tier), w_metric)
+        base = {
+            "counts": {claim.better.arm: b.counts, claim.worse.arm: w.counts},
+            "stub": b.stub or w.stub,
+        }
+        paired = sorted(set(b.values) & set(w.values))
+        if not paired:
+            if not b.values or not w.values:
+                return Decision("inconclusive", "no_data", _no_data(b_metric, [b, w]), **base)
+            facts = {
+                "better": claim.better.arm,
+                "better_seeds": sorted(b.values),
+                "worse": claim.worse.arm,
+                "worse_seeds": sorted(w.values),
+            }
+            return Decision("inconclusive", "unpaired", facts, **base)
+        sign = 1.0 if claim.higher_is_better else -1.0
+        s = summarize([sign * (b.values[i] - w.values[i]) for i in paired], claim.stats.confidence)
+        unpaired = len(set(b.values) ^ set(w.values))
+        found = {
+            "summary": s,
+            "seeds": tuple(paired),
+            "gap": s.mean - claim.margin,
+            "note": f" ({unpaired} unpaired seeds left out)" if unpaired else "",
+        }
+        gate = _gate(s, claim.stats.min_seeds)
+        if gate:
+            return Decision("inconclusive", gate[0], gate[1], **found, **base)
+        margin = {"margin": claim.margin}
+        if s.ci_low > claim.margin:
+            return Decision("reproduced", "d_above", margin, **found, **base)
+        if s.ci_high < claim.margin:
+            return Decision("not_reproduced", "d_below", margin, **found, **base)
+        needed = seeds_needed(s.mean - claim.margin, s.std or 0.0, s.n, claim.stats.confidence)
+        more = (
+            f"; about {needed} paired seeds would resolve it if mean and spread hold"
+            if needed
+            else "; mean d equals the margin: more seeds may not resolve it"
+        )
+        return Decision(
+            "inconclusive", "d_contains", {**margin, "more": more}, n_needed=needed, **found, **base
+        )
+
+
+RULES: dict[str, Rule] = {r.kind: r for r in (ValueRule(), OrderingRule(), PropertyRule())}
 
 
 def _unmet_requirement(claim, groups, tier: str) -> str | None:
@@ -365,9 +450,9 @@ def _unmet_requirement(claim, groups, tier: str) -> str | None:
         if not sample.values:
             return f"precondition untested ({where}): no completed runs with that metric"
         s = summarize(sample.values.values(), claim.stats.confidence)
-        gate = _interval_gate(s, claim.stats.min_seeds)
+        gate = _gate(s, claim.stats.min_seeds)
         if gate:
-            return f"precondition undecided ({where}): {gate}"
+            return f"precondition undecided ({where}): {WORDING[gate[0]].format(**gate[1])}"
         side = _side(req.op, s, req.threshold)
         if side is not True:
             state = "not met" if side is False else "undecided"
@@ -376,35 +461,56 @@ def _unmet_requirement(claim, groups, tier: str) -> str | None:
     return None
 
 
+def in_context(
+    decision: Decision, claim, groups, tier: str, why_not_judged: str | None
+) -> tuple[str, str, bool]:
+    """The one place where a rule's outcome meets its context: preconditions, stub data and
+    the tier. Returns (verdict, why, judged)."""
+    verdict, why = decision.outcome, render(decision)
+    if verdict in ("reproduced", "not_reproduced") and claim.requires:
+        # The comparison means nothing until the mechanism it tests is there at all.
+        unmet = _unmet_requirement(claim, groups, tier)
+        if unmet:
+            verdict, why = "inconclusive", f"{unmet}; the rule alone: {verdict}, {why}"
+    if decision.stub:
+        # Stub data says nothing about the paper at any tier: never a verdict, never a hint.
+        return "not_attempted", f"{STUB_REASON}; the rule alone: {why}", why_not_judged is None
+    if why_not_judged is not None:
+        # No verdict at this tier: keep estimate and gap, say why it is only indicative.
+        return "indicative", f"{why_not_judged}; here: {why}", False
+    return verdict, why, True
+
+
 def _evaluate(paper: PaperClaims, claim, groups, tier: str, why_not_judged: str | None) -> Verdict:
-    arms = _claim_arms(claim)
-    v = Verdict(
+    rule = RULES[claim.kind]
+    decision = rule.decide(claim, groups, tier)
+    verdict, why, judged = in_context(decision, claim, groups, tier, why_not_judged)
+    s = decision.summary
+    return Verdict(
         paper=paper.slug,
         claim=claim.id,
         kind=claim.kind,
         experiment=claim.experiment,
-        verdict="inconclusive",
-        why="",
+        verdict=verdict,
+        why=why,
         tier=tier,
+        judged=judged,
         metric=claim.metric,
-        arms=[a for a, _ in arms],
-        confidence=claim.stats.confidence,
+        arms=[a for a, _ in _claim_arms(claim)],
+        n=s.n if s else 0,
+        seeds=list(decision.seeds),
+        estimate=s.mean if s else None,
+        std=s.std if s else None,
+        ci_low=s.ci_low if s else None,
+        ci_high=s.ci_high if s else None,
+        confidence=s.confidence if s else claim.stats.confidence,
+        target=rule.target(claim),
+        gap=decision.gap,
+        rule=rule.describe(claim),
+        n_needed=decision.n_needed,
+        counts=decision.counts,
+        stub=decision.stub,
     )
-    _RULES[claim.kind](v, claim, groups, tier)
-    if v.verdict in ("reproduced", "not_reproduced") and claim.requires:
-        # The comparison means nothing until the mechanism it tests is there at all.
-        unmet = _unmet_requirement(claim, groups, tier)
-        if unmet:
-            v.verdict, v.why = "inconclusive", f"{unmet}; the rule alone: {v.verdict}, {v.why}"
-    if v.stub:
-        # Stub data says nothing about the paper at any tier: never a verdict, never a hint.
-        v.judged = why_not_judged is None
-        v.verdict, v.why = "not_attempted", f"{STUB_REASON}; the rule alone: {v.why}"
-    elif why_not_judged is not None:
-        # No verdict at this tier: keep estimate and gap, say why it is only indicative.
-        v.judged = False
-        v.verdict, v.why = "indicative", f"{why_not_judged}; here: {v.why}"
-    return v
 
 
 def _bare(paper: PaperClaims, claim, verdict: str, why: str, rule: str) -> Verdict:
