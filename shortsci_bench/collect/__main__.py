@@ -61,6 +61,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--wandb", action="store_true", help="push the verdict table to wandb")
     p.add_argument(
+        "--strict",
+        action="store_true",
+        help="a verdict resting on seeds from several commits is inconclusive",
+    )
+    p.add_argument(
         "--readme",
         type=Path,
         metavar="FILE",
@@ -113,7 +118,7 @@ def _readme(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     runs = args.runs if args.runs is not None else default_runs(args.experiments_dir)
-    collection = collect(runs, args.experiments_dir, args.experiment)
+    collection = collect(runs, args.experiments_dir, args.experiment, strict=args.strict)
     _warn(collection.warnings)
 
     if args.publish:
@@ -128,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         if report.written and args.runs is None:
             # The default runs include the published folders: re-read so outputs agree.
-            collection = collect(runs, args.experiments_dir, args.experiment)
+            collection = collect(runs, args.experiments_dir, args.experiment, strict=args.strict)
 
     status = 0
     if args.readme is not None or args.check_readme is not None:

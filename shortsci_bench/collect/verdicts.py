@@ -35,13 +35,14 @@ from shortsci_bench.collect.records import (
     GroupKey,
     metric_values,
 )
-from shortsci_bench.collect.stats import Summary, seeds_needed, summarize
+from shortsci_bench.collect.stats import Summary, summarize
 
 VERDICTS: tuple[str, ...] = (
     "reproduced",
     "not_reproduced",
     "inconclusive",
     "not_attempted",
+    "not_checkable",
     "not_run",
     "indicative",
 )
@@ -134,6 +135,12 @@ class _ArmSample:
     counts: dict[str, int]
     stub: bool
     missing: int  # completed runs lacking the metric (or with NaN/inf)
+    failed: frozenset[int] = frozenset()  # seeds whose latest run diverged or failed
+    other: int = 0  # records left out because they ran other settings
+    commits: frozenset[str] = frozenset()
+
+
+FAILED = ("diverged", "failed")
 
 
 def _arm_sample(groups: dict[GroupKey, ArmRuns], key: GroupKey, metric: str) -> _ArmSample:
@@ -145,7 +152,17 @@ def _arm_sample(groups: dict[GroupKey, ArmRuns], key: GroupKey, metric: str) -> 
     by_seed = real if real else group.latest_completed(stub=True)
     stub = not real and group.has_stub()
     values = metric_values(by_seed, metric)
-    return _ArmSample(values, group.counts(), stub, len(by_seed) - len(values))
+    latest = group.latest_by_seed(stub=None if stub else False)
+    failed = frozenset(seed for seed, r in latest.items() if r.status in FAILED)
+    return _ArmSample(
+        values,
+        group.counts(),
+        stub,
+        len(by_seed) - len(values),
+        failed,
+        group.other_settings(),
+        frozenset(group.commits()),
+    )
 
 
 def _claim_arms(claim) -> list[tuple[str, str]]:
@@ -189,8 +206,11 @@ class Decision:
 WORDING = {
     "no_data": "no completed runs with metric {metric}{missing}",
     "unpaired": "no seed completed in both arms ({better}: {better_seeds}, {worse}: {worse_seeds})",
-    "underpowered": "underpowered: n={n} < min_seeds={min_seeds}",
+    "underpowered": "underpowered: seeds 0 to {last} of the first planned look have not all finished ({n} have)",
     "no_interval": "interval undefined with n={n}: one seed gives no spread",
+    "failed_one": "planned seed {seeds} of {arms} diverged or failed: it counts against the claim",
+    "failed_many": "planned seeds {seeds} of {arms} diverged or failed: more than one fails the claim",
+    "bimodal": "{ci} would decide, but the seeds look bimodal or hold an outlier ({values}): not decided on an interval that assumes one mode",
     "value_within": "{ci} lies within [{lo_band}, {hi_band}]",
     "value_outside": "{ci} lies outside [{lo_band}, {hi_band}]",
     "value_straddles": "{ci} straddles an edge of [{lo_band}, {hi_band}]",
@@ -215,12 +235,127 @@ def render(decision: Decision) -> str:
 
 
 def _gate(s: Summary, min_seeds: int) -> tuple[str, dict] | None:
-    """Why the interval cannot decide yet, or None when it can."""
+    """Why the interval cannot decide yet, or None when it can (preconditions)."""
     if s.n < min_seeds:
-        return "underpowered", {"n": s.n, "min_seeds": min_seeds}
+        return "underpowered", {"n": s.n, "last": min_seeds - 1}
     if s.ci_low is None:
         return "no_interval", {"n": s.n}
     return None
+
+
+# Two-sided group-sequential boundaries for an overall 95% (Jennison & Turnbull, tables 2.1
+# and 2.3): Pocock's constant z at every look; O'Brien-Fleming's C, z_k = C sqrt(n_K / n_k).
+POCOCK = {1: 1.960, 2: 2.178, 3: 2.289, 4: 2.361, 5: 2.413}
+OBRIEN_FLEMING = {1: 1.960, 2: 1.977, 3: 2.004, 4: 2.024, 5: 2.040}
+# Dixon's r10 critical values at 95% (n = 3..10): a gap this large at either end is an outlier.
+DIXON_95 = {3: 0.970, 4: 0.829, 5: 0.710, 6: 0.625, 7: 0.568, 8: 0.526, 9: 0.493, 10: 0.466}
+
+
+def look_confidence(stats, look: int) -> float:
+    """The two-sided confidence of the interval at planned look `look` (an index)."""
+    plan = stats.plan()
+    if len(plan) == 1 or stats.boundary == "none":
+        return stats.confidence
+    k = len(plan)
+    if stats.boundary == "pocock":
+        z = POCOCK[k]
+    else:
+        z = OBRIEN_FLEMING[k] * math.sqrt(plan[-1] / plan[look])
+    return math.erf(z / math.sqrt(2.0))
+
+
+def outlying(values: list[float]) -> bool:
+    """Dixon's test at either end: one seed far from the rest (e.g. a run that did not
+    take off) makes a t-interval over seeds misleading."""
+    n = len(values)
+    if n < 3:
+        return False
+    v = sorted(values)
+    spread = v[-1] - v[0]
+    if spread <= 0:
+        return False
+    gaps = [b - a for a, b in zip(v, v[1:])]
+    if min(gaps) == 0.0:
+        return False  # exact ties: a quantised metric (counts over a test set), not two modes
+    gap = max(gaps[0], gaps[-1])
+    return gap / spread > DIXON_95.get(n, DIXON_95[10])
+
+
+@dataclass(frozen=True)
+class Look:
+    """Which seeds decide under the claim's plan."""
+
+    size: int | None  # the planned look used (None: the first look is not reached)
+    index: int
+    decided_by: tuple[int, ...]  # seeds 0..size-1 that completed
+    failed: tuple[int, ...]  # planned seeds that diverged or failed
+    beyond: tuple[int, ...]  # completed seeds past the look: shown, never deciding
+    confidence: float
+
+
+def plan_look(stats, completed: set[int], failed: set[int]) -> Look:
+    """The largest planned look whose seeds 0..L-1 have all finished (completed or
+    failed), in seed order; a seed that diverged or failed is finished, and counts."""
+    plan = stats.plan()
+    finished = completed | failed
+    reached = [i for i, n in enumerate(plan) if all(s in finished for s in range(n))]
+    if not reached:
+        contiguous = 0
+        while contiguous in finished:
+            contiguous += 1
+        done = tuple(s for s in range(contiguous) if s in completed and s not in failed)
+        return Look(None, 0, done, (), (), stats.confidence)
+    i = reached[-1]
+    size = plan[i]
+    return Look(
+        size,
+        i,
+        tuple(s for s in range(size) if s in completed and s not in failed),
+        tuple(s for s in range(size) if s in failed),
+        tuple(sorted(s for s in completed if s >= size)),
+        look_confidence(stats, i),
+    )
+
+
+def _plan_note(stats, look: Look, undecided: bool) -> str:
+    parts = []
+    if look.beyond:
+        parts.append(f"seeds {list(look.beyond)} beyond the look: shown, not deciding")
+    if undecided:
+        plan = stats.plan()
+        nxt = plan[look.index + 1] if look.index + 1 < len(plan) else None
+        parts.append(
+            f"next planned look: {nxt} seeds"
+            if nxt
+            else f"the plan's last look ({look.size} seeds)"
+        )
+    return "; " + "; ".join(parts) if parts else ""
+
+
+def _context_note(samples: list[_ArmSample]) -> str:
+    other = sum(s.other for s in samples)
+    commits = set().union(*(s.commits for s in samples)) - {"None"}
+    parts = []
+    if other:
+        parts.append(f"{other} record{'s' if other > 1 else ''} of other settings left out")
+    if len(commits) > 1:
+        parts.append(f"seeds from {len(commits)} commits pooled")
+    return " (" + "; ".join(parts) + ")" if parts else ""
+
+
+_BOUNDED = ("acc", "err", "per", "fraction")
+
+
+def _clip(metric: str, s: Summary) -> Summary:
+    """Accuracies, error rates and fractions live in [0, 1]: so does their interval."""
+    leaf = metric.rsplit("/", 1)[-1]
+    if (
+        s.ci_low is None
+        or not any(leaf.startswith(b) for b in _BOUNDED)
+        or leaf.endswith("_mean_diff")
+    ):
+        return s
+    return Summary(s.n, s.mean, s.std, max(0.0, s.ci_low), min(1.0, s.ci_high), s.confidence)
 
 
 def _no_data(metric: str, samples: list[_ArmSample]) -> dict[str, Any]:
@@ -283,19 +418,45 @@ class _OneArmRule(Rule):
     def decide(self, claim, groups, tier):
         sample = _arm_sample(groups, (claim.experiment, claim.arm, tier), claim.metric)
         base = {"counts": {claim.arm: sample.counts}, "stub": sample.stub}
-        if not sample.values:
-            return Decision("inconclusive", "no_data", _no_data(claim.metric, [sample]), **base)
-        s = summarize(sample.values.values(), claim.stats.confidence)
-        found = {
-            "summary": s,
-            "seeds": tuple(sorted(sample.values)),
-            "gap": s.mean - self.reference(claim),
-        }
-        gate = _gate(s, claim.stats.min_seeds)
-        if gate:
-            return Decision("inconclusive", gate[0], gate[1], **found, **base)
-        outcome, reason, facts = self.judge(claim, s)
-        return Decision(outcome, reason, facts, **found, **base)
+        look = plan_look(claim.stats, set(sample.values), set(sample.failed))
+        values = {i: sample.values[i] for i in look.decided_by}
+        return _decide_sample(self, claim, values, look, [sample], [claim.arm], base)
+
+
+def _decide_sample(
+    rule, claim, values: dict[int, float], look: Look, samples, arms, base
+) -> Decision:
+    """The decision on per-seed values (one arm's metric, or paired differences) under the
+    claim's seed plan: failures count, outliers block, the look's confidence is used."""
+    context = _context_note(samples)
+    if look.size is None:
+        facts = {"n": len(look.decided_by), "last": claim.stats.plan()[0] - 1}
+        if not any(s.values for s in samples) and not any(s.failed for s in samples):
+            return Decision("inconclusive", "no_data", _no_data(claim.metric, samples), **base)
+        return Decision("inconclusive", "underpowered", facts, note=context, **base)
+    seeds = tuple(sorted(values))
+    s = summarize(values.values(), look.confidence) if values else None
+    if s is not None and isinstance(rule, _OneArmRule):
+        s = _clip(claim.metric, s)  # a bounded metric's mean; never a difference
+    found = {
+        "summary": s,
+        "seeds": seeds,
+        "gap": (s.mean - rule.reference(claim)) if s else None,
+    }
+    if look.failed:
+        reason = "failed_many" if len(look.failed) > 1 else "failed_one"
+        outcome = "not_reproduced" if len(look.failed) > 1 else "inconclusive"
+        facts = {"seeds": list(look.failed), "arms": " or ".join(arms)}
+        return Decision(outcome, reason, facts, note=context, **found, **base)
+    gate = _gate(s, 2)
+    if gate:
+        return Decision("inconclusive", gate[0], gate[1], note=context, **found, **base)
+    outcome, reason, facts = rule.judge(claim, s)
+    if outcome != "inconclusive" and outlying(list(values.values())):
+        shown = ", ".join(fmt(values[i]) for i in seeds)
+        return Decision("inconclusive", "bimodal", {"values": shown}, note=context, **found, **base)
+    note = _plan_note(claim.stats, look, outcome == "inconclusive") + context
+    return Decision(outcome, reason, facts, note=note, **found, **base)
 
 
 class ValueRule(_OneArmRule):
@@ -391,6 +552,17 @@ class OrderingRule(Rule):
             f"min_seeds={claim.stats.min_seeds}"
         )
 
+    def reference(self, claim) -> float:
+        return claim.margin
+
+    def judge(self, claim, s: Summary) -> tuple[str, str, dict[str, Any]]:
+        margin = {"margin": claim.margin}
+        if s.ci_low > claim.margin:
+            return "reproduced", "d_above", margin
+        if s.ci_high < claim.margin:
+            return "not_reproduced", "d_below", margin
+        return "inconclusive", "d_contains", {**margin, "more": ""}
+
     def decide(self, claim, groups, tier):
         b_metric = claim.better.metric or claim.metric
         w_metric = claim.worse.metric or claim.metric
@@ -400,10 +572,10 @@ class OrderingRule(Rule):
             "counts": {claim.better.arm: b.counts, claim.worse.arm: w.counts},
             "stub": b.stub or w.stub,
         }
-        paired = sorted(set(b.values) & set(w.values))
-        if not paired:
-            if not b.values or not w.values:
-                return Decision("inconclusive", "no_data", _no_data(b_metric, [b, w]), **base)
+        if not b.values and not b.failed or not w.values and not w.failed:
+            return Decision("inconclusive", "no_data", _no_data(b_metric, [b, w]), **base)
+        paired = set(b.values) & set(w.values)
+        if not paired and not (b.failed or w.failed):
             facts = {
                 "better": claim.better.arm,
                 "better_seeds": sorted(b.values),
@@ -411,32 +583,21 @@ class OrderingRule(Rule):
                 "worse_seeds": sorted(w.values),
             }
             return Decision("inconclusive", "unpaired", facts, **base)
+        # A seed is finished for the pair when both arms finished it (a failure counts).
+        done_b, done_w = set(b.values) | b.failed, set(w.values) | w.failed
+        look = plan_look(claim.stats, paired, (b.failed | w.failed) & done_b & done_w)
         sign = 1.0 if claim.higher_is_better else -1.0
-        s = summarize([sign * (b.values[i] - w.values[i]) for i in paired], claim.stats.confidence)
-        unpaired = len(set(b.values) ^ set(w.values))
-        found = {
-            "summary": s,
-            "seeds": tuple(paired),
-            "gap": s.mean - claim.margin,
-            "note": f" ({unpaired} unpaired seeds left out)" if unpaired else "",
-        }
-        gate = _gate(s, claim.stats.min_seeds)
-        if gate:
-            return Decision("inconclusive", gate[0], gate[1], **found, **base)
-        margin = {"margin": claim.margin}
-        if s.ci_low > claim.margin:
-            return Decision("reproduced", "d_above", margin, **found, **base)
-        if s.ci_high < claim.margin:
-            return Decision("not_reproduced", "d_below", margin, **found, **base)
-        needed = seeds_needed(s.mean - claim.margin, s.std or 0.0, s.n, claim.stats.confidence)
-        more = (
-            f"; about {needed} paired seeds would resolve it if mean and spread hold"
-            if needed
-            else "; mean d equals the margin: more seeds may not resolve it"
-        )
-        return Decision(
-            "inconclusive", "d_contains", {**margin, "more": more}, n_needed=needed, **found, **base
-        )
+        diffs = {i: sign * (b.values[i] - w.values[i]) for i in look.decided_by}
+        arms = [claim.better.arm, claim.worse.arm]
+        return _decide_sample(self, claim, diffs, look, [b, w], arms, base)
+
+
+def decide_paired(claim: OrderingClaim, diffs: dict[int, float]) -> Decision:
+    """The ordering rule on given paired differences by seed (for simulations of the plan)."""
+    look = plan_look(claim.stats, set(diffs), set())
+    values = {i: diffs[i] for i in look.decided_by}
+    sample = _ArmSample(dict(diffs), {}, False, 0)
+    return _decide_sample(RULES["ordering"], claim, values, look, [sample], ["a", "b"], {})
 
 
 RULES: dict[str, Rule] = {r.kind: r for r in (ValueRule(), OrderingRule(), PropertyRule())}
@@ -449,8 +610,11 @@ def _unmet_requirement(claim, groups, tier: str) -> str | None:
         where = f"{req.arm} {req.metric} {req.op} {fmt(req.threshold)}"
         if not sample.values:
             return f"precondition untested ({where}): no completed runs with that metric"
-        s = summarize(sample.values.values(), claim.stats.confidence)
-        gate = _gate(s, claim.stats.min_seeds)
+        look = plan_look(claim.stats, set(sample.values), set(sample.failed))
+        if look.size is None or look.failed:
+            return f"precondition undecided ({where}): the planned seeds have not all completed"
+        s = summarize([sample.values[i] for i in look.decided_by], look.confidence)
+        gate = _gate(s, 2)
         if gate:
             return f"precondition undecided ({where}): {WORDING[gate[0]].format(**gate[1])}"
         side = _side(req.op, s, req.threshold)
@@ -462,11 +626,16 @@ def _unmet_requirement(claim, groups, tier: str) -> str | None:
 
 
 def in_context(
-    decision: Decision, claim, groups, tier: str, why_not_judged: str | None
+    decision: Decision, claim, groups, tier: str, why_not_judged: str | None, strict: bool = False
 ) -> tuple[str, str, bool]:
-    """The one place where a rule's outcome meets its context: preconditions, stub data and
-    the tier. Returns (verdict, why, judged)."""
+    """The one place where a rule's outcome meets its context: preconditions, stub data,
+    pooled code states (with `strict`) and the tier. Returns (verdict, why, judged)."""
     verdict, why = decision.outcome, render(decision)
+    if strict and verdict in ("reproduced", "not_reproduced") and "commits pooled" in why:
+        verdict, why = (
+            "inconclusive",
+            f"--strict: seeds from several commits; the rule alone: {verdict}, {why}",
+        )
     if verdict in ("reproduced", "not_reproduced") and claim.requires:
         # The comparison means nothing until the mechanism it tests is there at all.
         unmet = _unmet_requirement(claim, groups, tier)
@@ -481,10 +650,12 @@ def in_context(
     return verdict, why, True
 
 
-def _evaluate(paper: PaperClaims, claim, groups, tier: str, why_not_judged: str | None) -> Verdict:
+def _evaluate(
+    paper: PaperClaims, claim, groups, tier: str, why_not_judged: str | None, strict: bool = False
+) -> Verdict:
     rule = RULES[claim.kind]
     decision = rule.decide(claim, groups, tier)
-    verdict, why, judged = in_context(decision, claim, groups, tier, why_not_judged)
+    verdict, why, judged = in_context(decision, claim, groups, tier, why_not_judged, strict)
     s = decision.summary
     return Verdict(
         paper=paper.slug,
@@ -528,7 +699,9 @@ def _bare(paper: PaperClaims, claim, verdict: str, why: str, rule: str) -> Verdi
     )
 
 
-def judge_claim(paper: PaperClaims, claim, groups: dict[GroupKey, ArmRuns]) -> ClaimResult:
+def judge_claim(
+    paper: PaperClaims, claim, groups: dict[GroupKey, ArmRuns], strict: bool = False
+) -> ClaimResult:
     """The verdict of one claim from grouped run records, plus indicative rows."""
     result = ClaimResult(paper.slug, claim.id, claim.kind, claim.statement, verdict=None)  # type: ignore[arg-type]
     if paper.status == "not_attempted":
@@ -540,9 +713,9 @@ def judge_claim(paper: PaperClaims, claim, groups: dict[GroupKey, ArmRuns]) -> C
             "the paper is marked not_attempted",
         )
         return result
-    if claim.status == "not_attempted":
+    if claim.status in ("not_attempted", "not_checkable"):
         result.verdict = _bare(
-            paper, claim, "not_attempted", claim.reason or "", "the claim is marked not_attempted"
+            paper, claim, claim.status, claim.reason or "", f"the claim is marked {claim.status}"
         )
         return result
     arms = [a for a, _ in _claim_arms(claim)]
@@ -560,7 +733,7 @@ def judge_claim(paper: PaperClaims, claim, groups: dict[GroupKey, ArmRuns]) -> C
     judged_at = ", ".join(claim.tiers)
     if judged:
         top = max(judged, key=TIER_RANK.__getitem__)
-        result.verdict = _evaluate(paper, claim, groups, top, None)
+        result.verdict = _evaluate(paper, claim, groups, top, None, strict)
     else:
         top = max(with_runs, key=TIER_RANK.__getitem__)
         result.verdict = _evaluate(
@@ -582,7 +755,9 @@ def judge_claim(paper: PaperClaims, claim, groups: dict[GroupKey, ArmRuns]) -> C
     return result
 
 
-def judge_paper(paper: PaperClaims, groups: dict[GroupKey, ArmRuns]) -> list[ClaimResult]:
+def judge_paper(
+    paper: PaperClaims, groups: dict[GroupKey, ArmRuns], strict: bool = False
+) -> list[ClaimResult]:
     """Every claim of a paper; a paper without claims gets one row standing for it."""
     if not paper.claims:
         verdict = "not_attempted" if paper.status == "not_attempted" else "not_run"
@@ -596,4 +771,4 @@ def judge_paper(paper: PaperClaims, groups: dict[GroupKey, ArmRuns]) -> list[Cla
             why=why,
         )
         return [ClaimResult(paper.slug, PAPER_ROW, "paper", paper.paper.title, v)]
-    return [judge_claim(paper, c, groups) for c in paper.claims]
+    return [judge_claim(paper, c, groups, strict) for c in paper.claims]
