@@ -32,6 +32,7 @@ _UNHASHED = (
     "tiers",
     "arms",
     "metrics",
+    "learning_check",
     "hydra",
     "debug",
     "launch",

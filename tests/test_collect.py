@@ -780,3 +780,31 @@ def test_not_checkable_claims_say_why(dirs):
         "not_checkable",
         "the quote is a proposal",
     )
+
+
+def test_q_values_across_judged_tests_and_a_shared_test_counted_once(dirs):
+    from shortsci_bench.collect.verdicts import benjamini_hochberg
+
+    q = benjamini_hochberg({"a": 0.01, "b": 0.04, "c": 0.03, "d": 0.5})
+    assert q == pytest.approx({"a": 0.04, "b": 0.04 * 4 / 3, "c": 0.04 * 4 / 3, "d": 0.5})
+    runs, exps = dirs
+    add_runs(runs, "a", "test/acc", [0.95, 0.96, 0.955])
+    add_runs(runs, "b", "test/acc", [0.90, 0.91, 0.90])
+    res = one(runs, exps, [ordering_claim(), ordering_claim(id="again", same_test_as="order")])
+    first, again = res["order"].verdict, res["again"].verdict
+    assert first.p_value is not None and 0 < first.p_value < 0.01
+    assert first.q_value == pytest.approx(first.p_value)  # a family of one test
+    assert again.q_value == first.q_value and again.same_test_as == "order"
+
+
+def test_a_verdict_on_lossy_data_says_so_beside_the_tier(dirs):
+    from shortsci_bench.collect.tables import tier_text
+
+    runs, exps = dirs
+    for seed, v in enumerate([0.899, 0.901, 0.900]):
+        rec = make_record(EXP, "a", "paper", seed, {"test/acc": v})
+        rec.provenance.data.update(lossy=True, source_description="JPEG quality 75 copy")
+        write_run(runs, rec)
+    v = one(runs, exps, [value_claim()])["val"].verdict
+    assert v.data_notes == ["lossy data: JPEG quality 75 copy"]
+    assert tier_text(v) == "paper (lossy data)"

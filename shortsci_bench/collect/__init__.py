@@ -29,7 +29,7 @@ from shortsci_bench.collect.records import (
     metric_values,
 )
 from shortsci_bench.collect.stats import Summary, summarize
-from shortsci_bench.collect.verdicts import ClaimResult, Verdict, judge_paper
+from shortsci_bench.collect.verdicts import ClaimResult, Verdict, judge_paper, with_q_values
 
 RUNS_ENV = "SHORTSCI_RUNS"  # the same variable conf/config.yaml reads for `runs_dir`
 
@@ -170,4 +170,4 @@ def collect(
         for result in judge_paper(paper, groups, strict):
             if experiment is None or result.verdict.experiment in (experiment, None):
                 results.append(result)
-    return Collection(records, groups, papers, results, warnings)
+    return Collection(records, groups, papers, with_q_values(results), warnings)

@@ -75,11 +75,15 @@ def tier_label(tier: str | None, stub: bool = False) -> str:
 
 
 def estimate_text(v: Verdict) -> str:
-    return interval_text(v.estimate, v.ci_low, v.ci_high)
+    text = interval_text(v.estimate, v.ci_low, v.ci_high)
+    return f"{text} q={fmt(v.q_value)}" if v.q_value is not None else text
 
 
 def tier_text(v: Verdict) -> str:
-    return tier_label(v.tier, v.stub)
+    label = tier_label(v.tier, v.stub)
+    if any(n.startswith("lossy data") for n in v.data_notes):
+        label += " (lossy data)"
+    return label
 
 
 def verdict_row(v: Verdict) -> dict[str, object]:

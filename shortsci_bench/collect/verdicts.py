@@ -19,12 +19,13 @@ turns a decision into words from `WORDING`. Nothing here mutates a verdict after
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from shortsci_bench.claims.schema import (
     OrderingClaim,
     PaperClaims,
+    PropertyClaim,
     ValueClaim,
 )
 from shortsci_bench.collect.records import (
@@ -35,7 +36,7 @@ from shortsci_bench.collect.records import (
     GroupKey,
     metric_values,
 )
-from shortsci_bench.collect.stats import Summary, summarize
+from shortsci_bench.collect.stats import Summary, summarize, t_sf
 
 VERDICTS: tuple[str, ...] = (
     "reproduced",
@@ -77,6 +78,12 @@ class Verdict:
     n_needed: int | None = None
     counts: dict[str, dict[str, int]] = field(default_factory=dict)  # arm -> status -> n
     stub: bool = False
+    # One-sided p of the claimed side (an equivalence test for value claims) and the
+    # Benjamini-Hochberg q over all judged tests of the collection (a shared test counted once).
+    p_value: float | None = None
+    q_value: float | None = None
+    same_test_as: str | None = None
+    data_notes: list[str] = field(default_factory=list)  # e.g. lossy copies of the data
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -138,6 +145,7 @@ class _ArmSample:
     failed: frozenset[int] = frozenset()  # seeds whose latest run diverged or failed
     other: int = 0  # records left out because they ran other settings
     commits: frozenset[str] = frozenset()
+    data_notes: frozenset[str] = frozenset()  # altered data the records rest on
 
 
 FAILED = ("diverged", "failed")
@@ -162,7 +170,19 @@ def _arm_sample(groups: dict[GroupKey, ArmRuns], key: GroupKey, metric: str) -> 
         failed,
         group.other_settings(),
         frozenset(group.commits()),
+        frozenset(note for r in by_seed.values() for note in data_quality(r)),
     )
+
+
+def data_quality(record) -> list[str]:
+    """How the data a record trained on differs from the paper's: lossy copies, stubs."""
+    data = record.provenance.data or {}
+    notes = []
+    if data.get("lossy"):
+        notes.append(f"lossy data: {data.get('source_description') or data.get('source')}")
+    if record.stub:
+        notes.append("stub data")
+    return notes
 
 
 def _claim_arms(claim) -> list[tuple[str, str]]:
@@ -200,6 +220,7 @@ class Decision:
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
     stub: bool = False
     note: str = ""  # appended to the words (e.g. unpaired seeds left out)
+    data_notes: tuple[str, ...] = ()
 
 
 # Reason code -> words. Numbers in facts are formatted by `fmt`; `{ci}` is "CI [lo, hi]".
@@ -417,7 +438,11 @@ class _OneArmRule(Rule):
 
     def decide(self, claim, groups, tier):
         sample = _arm_sample(groups, (claim.experiment, claim.arm, tier), claim.metric)
-        base = {"counts": {claim.arm: sample.counts}, "stub": sample.stub}
+        base = {
+            "counts": {claim.arm: sample.counts},
+            "stub": sample.stub,
+            "data_notes": tuple(sorted(sample.data_notes)),
+        }
         look = plan_look(claim.stats, set(sample.values), set(sample.failed))
         values = {i: sample.values[i] for i in look.decided_by}
         return _decide_sample(self, claim, values, look, [sample], [claim.arm], base)
@@ -571,6 +596,7 @@ class OrderingRule(Rule):
         base = {
             "counts": {claim.better.arm: b.counts, claim.worse.arm: w.counts},
             "stub": b.stub or w.stub,
+            "data_notes": tuple(sorted(b.data_notes | w.data_notes)),
         }
         if not b.values and not b.failed or not w.values and not w.failed:
             return Decision("inconclusive", "no_data", _no_data(b_metric, [b, w]), **base)
@@ -681,7 +707,60 @@ def _evaluate(
         n_needed=decision.n_needed,
         counts=decision.counts,
         stub=decision.stub,
+        p_value=p_value(claim, s) if s is not None else None,
+        same_test_as=claim.same_test_as,
+        data_notes=list(decision.data_notes),
     )
+
+
+def p_value(claim, s: Summary | None) -> float | None:
+    """One-sided p of the claimed side from the seed interval's t statistic: for an
+    ordering, mean d > margin; for a property, the stated side of the threshold; for a
+    value, the larger of the two one-sided tests that the mean lies inside the band (TOST)."""
+    if s is None or s.n < 2 or s.std is None:
+        return None
+    se = s.std / math.sqrt(s.n)
+
+    def side(diff: float) -> float:  # P(T > diff / se) under H0 (diff = estimate - boundary)
+        if se == 0.0:
+            return 0.0 if diff > 0 else 1.0
+        return t_sf(diff / se, s.n - 1)
+
+    if isinstance(claim, OrderingClaim):
+        return side(s.mean - claim.margin)
+    if isinstance(claim, PropertyClaim):
+        return side(
+            s.mean - claim.threshold if claim.op in (">", ">=") else claim.threshold - s.mean
+        )
+    tol = ValueRule.tolerance(claim)[0]
+    return max(side(s.mean - (claim.target - tol)), side(claim.target + tol - s.mean))
+
+
+def benjamini_hochberg(p_values: dict[Any, float]) -> dict[Any, float]:
+    """q-values (step-up, monotone) for a family of p-values."""
+    order = sorted(p_values, key=p_values.__getitem__)
+    m, q, running = len(order), {}, 1.0
+    for rank in range(m, 0, -1):
+        key = order[rank - 1]
+        running = min(running, p_values[key] * m / rank)
+        q[key] = running
+    return q
+
+
+def with_q_values(results: list[ClaimResult]) -> list[ClaimResult]:
+    """Set q-values across the judged tests of a collection; a claim that shares another's
+    test (`same_test_as`) takes that test's q and is not counted again."""
+    family = {
+        (r.paper, r.claim): r.verdict.p_value
+        for r in results
+        if r.verdict.judged and r.verdict.p_value is not None and not r.verdict.same_test_as
+    }
+    q = benjamini_hochberg(family)
+    for r in results:
+        key = (r.paper, r.verdict.same_test_as or r.claim)
+        if key in q:
+            r.verdict = replace(r.verdict, q_value=q[key])
+    return results
 
 
 def _bare(paper: PaperClaims, claim, verdict: str, why: str, rule: str) -> Verdict:

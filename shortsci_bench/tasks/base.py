@@ -49,6 +49,8 @@ class HarnessTask(L.LightningModule):
         self._train_seconds = 0.0
         self._train_steps = 0
         self._t_batch = 0.0
+        self._loss_window: torch.Tensor | None = None
+        self._loss_window_n = 0
 
     # --- optimisation -------------------------------------------------------
     def configure_optimizers(self):
@@ -64,8 +66,15 @@ class HarnessTask(L.LightningModule):
         }
 
     def check_finite(self, loss: torch.Tensor) -> torch.Tensor | None:
-        """Return the loss, or None (skipping the step) and stop the run when it is not finite."""
+        """Return the loss, or None (skipping the step) and stop the run when it is not finite.
+        Finite losses are summed on the device (no sync per step) into the mean training loss
+        of the window between evaluations, `train/loss_window` in the history."""
         if torch.isfinite(loss).all():
+            detached = loss.detach().float().mean()
+            self._loss_window = (
+                detached if self._loss_window is None else self._loss_window + detached
+            )
+            self._loss_window_n += 1
             return loss
         self.diverged = True
         self.trainer.should_stop = True
@@ -111,6 +120,9 @@ class HarnessTask(L.LightningModule):
         row = {"step": float(self.global_step), **{k: float(v) for k, v in metrics.items()}}
         if self.trainer is not None and self.trainer.sanity_checking:
             return
+        if self._loss_window_n:
+            row["train/loss_window"] = float(self._loss_window) / self._loss_window_n
+            self._loss_window, self._loss_window_n = None, 0
         self.history.append(row)
         # already reduced across ranks by the task, so rank zero alone logs them
         self.log_dict({k: v for k, v in row.items() if k != "step"}, rank_zero_only=True)
