@@ -808,3 +808,19 @@ def test_a_verdict_on_lossy_data_says_so_beside_the_tier(dirs):
     v = one(runs, exps, [value_claim()])["val"].verdict
     assert v.data_notes == ["lossy data: JPEG quality 75 copy"]
     assert tier_text(v) == "paper (lossy data)"
+
+
+def test_runs_only_leaves_the_published_records_out(dirs, monkeypatch, capsys):
+    runs, exps = dirs
+    add_runs(runs, "a", "test/acc", [0.899, 0.901, 0.900])
+    write_claims(exps, "toy_paper", [value_claim()], experiments=[EXP])
+    published = exps / "toy_paper" / "results"
+    add_runs(published, "b", "test/acc", [0.5, 0.5, 0.5])
+    monkeypatch.setenv("SHORTSCI_RUNS", str(runs))
+    args = ["--experiments-dir", str(exps), "--format", "json"]
+    assert main([*args, "--runs-only"]) == 0
+    only = json.loads(capsys.readouterr().out)
+    assert {a["arm"] for a in only["aggregates"]} == {"a"}
+    assert main(args) == 0
+    both = json.loads(capsys.readouterr().out)
+    assert {a["arm"] for a in both["aggregates"]} == {"a", "b"}

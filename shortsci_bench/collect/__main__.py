@@ -43,6 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--experiment", metavar="NAME", help="only this experiment's runs and claims")
     p.add_argument(
+        "--runs-only",
+        action="store_true",
+        help="judge only your own runs ($SHORTSCI_RUNS or runs/), not the published records",
+    )
+    p.add_argument(
         "--format",
         choices=["table", "json", "csv", "html"],
         help="output: a console table (default), claims.json, claims.csv, or an HTML report",
@@ -118,6 +123,8 @@ def _readme(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     runs = args.runs if args.runs is not None else default_runs(args.experiments_dir)
+    if args.runs_only:
+        runs = args.runs if args.runs is not None else default_runs(args.experiments_dir)[:1]
     collection = collect(runs, args.experiments_dir, args.experiment, strict=args.strict)
     _warn(collection.warnings)
 
