@@ -824,3 +824,27 @@ def test_runs_only_leaves_the_published_records_out(dirs, monkeypatch, capsys):
     assert main(args) == 0
     both = json.loads(capsys.readouterr().out)
     assert {a["arm"] for a in both["aggregates"]} == {"a", "b"}
+
+
+def test_terminal_view_is_one_line_per_claim_with_filters(dirs, capsys, monkeypatch):
+    runs, exps = dirs
+    add_runs(runs, "a", "test/acc", [0.899, 0.901, 0.900])
+    long_id = "a_claim_with_a_very_long_identifier_that_would_wrap_in_a_narrow_terminal"
+    claims = [
+        value_claim(),
+        value_claim(id=long_id, target=0.5),
+        claim("skipped", "value", status="not_attempted", reason="needs ImageNet"),
+    ]
+    write_claims(exps, "toy_paper", claims, experiments=[EXP])
+    monkeypatch.setenv("COLUMNS", "80")
+    args = ["--runs", str(runs), "--experiments-dir", str(exps)]
+    assert main(args) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert all(len(line) <= 80 for line in out)
+    assert any(line.split()[0] == "val" and "reproduced" in line for line in out)
+    assert "hidden: 1 not_attempted" in out[-1] and not any("skipped" in ln for ln in out)
+    assert main([*args, "--verdict", "not_reproduced"]) == 0
+    out = capsys.readouterr().out
+    assert "a_claim_with" in out and " val " not in out
+    assert main([*args, "--all"]) == 0
+    assert "skipped" in capsys.readouterr().out

@@ -13,12 +13,13 @@ python -m shortsci_bench.collect --wandb               # mirror the verdict tabl
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 
 from shortsci_bench.claims.schema import EXPERIMENTS_DIR
 from shortsci_bench.collect import collect, default_runs, published_dirs
-from shortsci_bench.collect.tables import print_table, to_csv, to_json
+from shortsci_bench.collect.tables import compact_lines, print_table, to_csv, to_json
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,6 +43,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="where the */claims.yaml files live (default: the repository's experiments/)",
     )
     p.add_argument("--experiment", metavar="NAME", help="only this experiment's runs and claims")
+    p.add_argument(
+        "--paper", action="append", metavar="SLUG", help="only these papers (repeatable)"
+    )
+    p.add_argument(
+        "--verdict", action="append", metavar="V", help="only these verdicts (repeatable)"
+    )
+    p.add_argument("--tier", action="append", metavar="T", help="only verdicts at these tiers")
+    p.add_argument(
+        "--all", action="store_true", help="list not_attempted and not_checkable claims too"
+    )
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help="the full table (rule, reasons, indicative rows) instead of one line per claim",
+    )
     p.add_argument(
         "--runs-only",
         action="store_true",
@@ -149,8 +165,19 @@ def main(argv: list[str] | None = None) -> int:
     fmt = args.format
     if fmt is None and args.readme is None and args.check_readme is None:
         fmt = "table"
-    if fmt == "table":
+    if fmt == "table" and args.full:
         print_table(collection)
+    elif fmt == "table":
+        width = shutil.get_terminal_size((100, 24)).columns
+        for line in compact_lines(
+            collection,
+            width,
+            set(args.paper or ()),
+            set(args.verdict or ()),
+            set(args.tier or ()),
+            args.all,
+        ):
+            print(line)
     elif fmt in ("json", "csv"):
         text = to_json(collection) if fmt == "json" else to_csv(collection)
         if args.out is None:
