@@ -9,6 +9,7 @@ a model class. `finalize()` does this once, right after Hydra composes the confi
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -31,12 +32,14 @@ _UNHASHED = (
     "tiers",
     "arms",
     "metrics",
+    "learning_check",
     "hydra",
     "debug",
     "launch",
     "sweep",
     "finalized",
     "optimized_metric",
+    "variant",
 )
 # devices and nodes stay in: under DDP the global batch is batch_size x devices.
 _UNHASHED_TRAINER = ("accelerator", "enable_progress_bar")
@@ -184,8 +187,39 @@ def finalize(
     for key, value in given.items():
         OmegaConf.update(cfg, key, value, force_add=True)
     with open_dict(cfg):
+        # A run is labelled with its tier only if it computes exactly the tier's settings;
+        # a command-line change of a setting makes it a variant, judged apart from the tier.
+        if any(is_setting(k) for k in given) and not cfg.get("variant"):
+            cfg.variant = f"custom-{settings_hash(cfg)[:8]}"
         cfg.finalized = True
     return tier, why
+
+
+_NOT_SETTINGS = ("seed", "arm", "tier", "variant", "name", "paper")
+
+
+def is_setting(key: str) -> bool:
+    """Whether a config key changes what a run computes (so belongs in its identity):
+    not the seed, the arm or tier being chosen, nor where or how it runs."""
+    parts = key.split(".")
+    if parts[0] in _UNHASHED or parts[0] in _NOT_SETTINGS:
+        return False
+    if parts[0] == "trainer" and len(parts) > 1 and parts[1] in _UNHASHED_TRAINER:
+        return False
+    if parts[0] == "dataset" and len(parts) > 1 and parts[1] in _UNHASHED_DATASET:
+        return False
+    if parts[0] == "task" and len(parts) > 1 and parts[1] in _UNHASHED_TASK:
+        return False
+    return True
+
+
+def settings_hash(cfg: DictConfig) -> str:
+    """The hash of what a run computes apart from its seed: equal for every seed of one
+    setting, so seeds of one experiment arm pool and a run of other settings never does."""
+    view = copy.deepcopy(cfg)
+    with open_dict(view):
+        view.seed = 0  # and every `${seed}` copy with it
+    return config_hash(view)
 
 
 def tier_info(cfg: DictConfig) -> DictConfig:

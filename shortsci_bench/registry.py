@@ -67,6 +67,21 @@ class TierSpec:
 
 
 @dataclass(frozen=True)
+class LearningCheck:
+    """A short run of the paper's configuration that must learn (issue 13): only the number
+    of updates and the evaluation are shrunk (`overrides`), never the model or the batch."""
+
+    arm: str
+    steps: int
+    evals: int  # evaluations over the budget
+    metric: str  # a metric of the evaluation history (validation during training)
+    higher_is_better: bool
+    fall_back: float  # the last evaluation may trail the best by at most this much
+    overrides: tuple[str, ...]
+    why: str = ""  # a known finding when the check is expected to fail (xfail)
+
+
+@dataclass(frozen=True)
 class Experiment:
     name: str
     paper: str
@@ -76,6 +91,7 @@ class Experiment:
     tiers: dict[str, TierSpec]
     metrics: dict[str, str]
     header: str = field(repr=False, default="")
+    learning_check: LearningCheck | None = None
 
     @property
     def paper_dir(self) -> Path:
@@ -153,6 +169,24 @@ def read_experiment(path: Path) -> Experiment:
     metrics = {str(k): str(v) for k, v in (raw.get("metrics") or {}).items()}
     if not metrics:
         raise RegistryError(f"{path}: no `metrics` (name: one-line meaning)")
+    check = None
+    if raw.get("learning_check"):
+        lc = dict(raw["learning_check"])
+        try:
+            check = LearningCheck(
+                arm=str(lc.get("arm", raw["arm"])),
+                steps=int(lc["steps"]),
+                evals=int(lc.get("evals", 4)),
+                metric=str(lc["metric"]),
+                higher_is_better=bool(lc.get("higher_is_better", True)),
+                fall_back=float(lc.get("fall_back", 0.02)),
+                overrides=tuple(str(o) for o in lc.get("overrides") or ()),
+                why=str(lc.get("known_failure") or ""),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RegistryError(f"{path}: learning_check needs steps and metric ({exc})") from exc
+        if check.arm not in arms:
+            raise RegistryError(f"{path}: learning_check names an unknown arm {check.arm!r}")
     return Experiment(
         name=name,
         paper=paper,
@@ -162,6 +196,7 @@ def read_experiment(path: Path) -> Experiment:
         tiers=tiers,
         metrics=metrics,
         header=_header(text),
+        learning_check=check,
     )
 
 

@@ -66,13 +66,8 @@ def quiet_known_noise() -> None:
 
 
 def run_dir_for(cfg: DictConfig, chash: str) -> Path:
-    return (
-        Path(cfg.runs_dir)
-        / str(cfg.name)
-        / str(cfg.arm)
-        / str(cfg.tier)
-        / f"seed{cfg.seed}-{chash[:8]}"
-    )
+    tier = f"{cfg.tier}~{cfg.variant}" if cfg.get("variant") else str(cfg.tier)
+    return Path(cfg.runs_dir) / str(cfg.name) / str(cfg.arm) / tier / f"seed{cfg.seed}-{chash[:8]}"
 
 
 class ResumeCheckpoint(Callback):
@@ -222,6 +217,11 @@ def run(cfg: DictConfig, overrides: Sequence[str] = ()) -> RunRecord | None:
         f"{cfg.name} arm={cfg.arm} seed={cfg.seed}: tier `{tier}` ({why}); "
         f"expected runtime {config.tier_info(cfg).get('runtime', 'not stated')}"
     )
+    if cfg.get("variant"):
+        _say(
+            f"settings differ from tier `{tier}`: recorded as variant `{cfg.variant}`, "
+            "judged apart from the tier (never pooled with its seeds)"
+        )
 
     if _ddp_child():  # rank > 0 of a DDP launch: rank 0 holds the lock and writes the record
         return _train(cfg, tier, chash, run_dir, threads)
@@ -361,6 +361,8 @@ def _train(cfg: DictConfig, tier: str, chash: str, run_dir: Path, threads: int) 
         experiment=str(cfg.name),
         arm=str(cfg.arm),
         tier=tier,
+        variant=cfg.get("variant"),
+        settings_hash=config.settings_hash(cfg),
         seed=int(cfg.seed),
         config_hash=chash,
         status=status,
@@ -376,6 +378,7 @@ def _train(cfg: DictConfig, tier: str, chash: str, run_dir: Path, threads: int) 
             command=provenance.command_line(),
             git_commit=commit,
             git_dirty=dirty,
+            source_hash=provenance.source_hash(),
             versions=provenance.versions(),
             device=provenance.device_description(),
             hostname=provenance.hostname(),

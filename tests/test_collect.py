@@ -71,7 +71,9 @@ def test_value_inside_tolerance_is_reproduced(dirs):
     add_runs(runs, "a", "test/acc", [0.899, 0.901, 0.900, 0.902, 0.898])
     v = one(runs, exps, [value_claim()])["val"].verdict
     assert v.verdict == "reproduced"
-    assert (v.tier, v.n, v.seeds) == ("paper", 5, [0, 1, 2, 3, 4])
+    # the plan (3 seeds) decides; seeds 3 and 4 are shown, not used
+    assert (v.tier, v.n, v.seeds) == ("paper", 3, [0, 1, 2])
+    assert "seeds [3, 4] beyond the look" in v.why
     assert v.estimate == pytest.approx(0.9)
     assert 0.88 <= v.ci_low < v.estimate < v.ci_high <= 0.92
     assert "0.9 ± 0.02" in v.rule and "lies within" in v.why
@@ -108,13 +110,13 @@ def test_value_default_tolerance_is_binomial_noise(dirs):
     assert "binomial" in res["val"].verdict.rule
 
 
-def test_value_with_one_seed_has_no_interval(dirs):
+def test_value_before_the_first_planned_look_is_underpowered(dirs):
     runs, exps = dirs
     add_runs(runs, "a", "test/acc", [0.9])
-    v = one(runs, exps, [value_claim(stats={"min_seeds": 1})])["val"].verdict
+    v = one(runs, exps, [value_claim(stats={"min_seeds": 2})])["val"].verdict
     assert v.verdict == "inconclusive"
-    assert (v.n, v.estimate, v.ci_low, v.ci_high) == (1, 0.9, None, None)
-    assert "interval undefined" in v.why
+    assert (v.n, v.estimate, v.ci_low, v.ci_high) == (0, None, None, None)
+    assert "seeds 0 to 1 of the first planned look have not all finished (1 have)" in v.why
 
 
 # --- ordering claims -------------------------------------------------------------------
@@ -128,7 +130,7 @@ def test_ordering_paired_by_seed_is_reproduced(dirs):
     noise = [0.0005, -0.0008, 0.001, 0.0, -0.0003]
     add_runs(runs, "a", "test/acc", [0.91 + s + e for s, e in zip(seed_effect, noise)])
     add_runs(runs, "b", "test/acc", [0.90 + s for s in seed_effect])
-    v = one(runs, exps, [ordering_claim()])["order"].verdict
+    v = one(runs, exps, [ordering_claim(stats={"min_seeds": 5})])["order"].verdict
     assert v.verdict == "reproduced"
     assert v.n == 5 and v.seeds == [0, 1, 2, 3, 4]
     assert v.estimate == pytest.approx(0.01 + sum(noise) / 5)
@@ -154,19 +156,20 @@ def test_ordering_underpowered(dirs):
     add_runs(runs, "b", "test/acc", [0.80, 0.81])
     v = one(runs, exps, [ordering_claim()])["order"].verdict
     assert v.verdict == "inconclusive"
-    assert v.why.startswith("underpowered: n=2 < min_seeds=3")
-    assert v.estimate == pytest.approx(0.15)  # evidence still shown
+    assert v.why.startswith("underpowered: seeds 0 to 2 of the first planned look")
 
 
-def test_ordering_straddling_estimates_seeds_needed(dirs):
+def test_ordering_straddling_names_the_next_planned_look_not_a_post_hoc_count(dirs):
     runs, exps = dirs
     add_runs(runs, "a", "test/acc", [0.91, 0.89, 0.93])
     add_runs(runs, "b", "test/acc", [0.90, 0.90, 0.90])
     v = one(runs, exps, [ordering_claim()])["order"].verdict
     assert v.verdict == "inconclusive"
-    # d = [0.01, -0.01, 0.03]: mean 0.01, sd 0.02, t(0.975, 2) = 4.303 -> (4.303*2)^2 = 74.06
-    assert v.n_needed == 75
-    assert "about 75 paired seeds" in v.why
+    assert v.n_needed is None and "paired seeds would" not in v.why
+    assert "the plan's last look (3 seeds)" in v.why
+    sequential = {"looks": [3, 5], "boundary": "pocock"}
+    v = one(runs, exps, [ordering_claim(stats=sequential)])["order"].verdict
+    assert v.verdict == "inconclusive" and "next planned look: 5 seeds" in v.why
 
 
 def test_ordering_lower_is_better_and_margin(dirs):
@@ -196,8 +199,7 @@ def test_ordering_leaves_unpaired_seeds_out(dirs):
     add_runs(runs, "b", "test/acc", [0.90, 0.91, 0.90])
     v = one(runs, exps, [ordering_claim()])["order"].verdict
     assert v.verdict == "reproduced"
-    assert v.seeds == [0, 1, 2]
-    assert "2 unpaired seeds left out" in v.why
+    assert v.seeds == [0, 1, 2]  # seeds 7 and 8 of arm a have no partner and are not planned
 
 
 def test_ordering_with_per_side_metrics(dirs):
@@ -285,7 +287,7 @@ def test_stub_records_are_never_reproduced(dirs):
     v = one(runs, exps, [value_claim()])["val"].verdict
     assert v.verdict == "not_attempted"
     assert v.why.startswith(STUB_REASON)
-    assert v.stub is True and v.n == 4  # the estimate is still shown
+    assert v.stub is True and v.n == 3  # the estimate is still shown
 
 
 def test_stub_records_at_a_lower_tier_are_not_attempted_not_indicative(dirs):
@@ -347,7 +349,7 @@ def test_only_failed_runs_is_inconclusive(dirs):
     write_run(runs, make_record(EXP, "a", "paper", 0, {}, status="failed"))
     v = one(runs, exps, [value_claim()])["val"].verdict
     assert v.verdict == "inconclusive"
-    assert "no completed runs" in v.why and v.counts["a"]["failed"] == 1
+    assert "underpowered" in v.why and v.counts["a"]["failed"] == 1
 
 
 def test_highest_judged_tier_decides_others_are_indicative(dirs):
@@ -355,7 +357,7 @@ def test_highest_judged_tier_decides_others_are_indicative(dirs):
     add_runs(runs, "a", "test/acc", [0.90, 0.901, 0.899], tier="paper")
     add_runs(runs, "a", "test/acc", [0.70, 0.71, 0.69], tier="quick")
     add_runs(runs, "a", "test/acc", [0.50, 0.51], tier="smoke")
-    r = one(runs, exps, [value_claim(tiers=["quick", "paper"])])["val"]
+    r = one(runs, exps, [value_claim(tiers=["quick", "paper"], any_scale="a test")])["val"]
     assert (r.verdict.tier, r.verdict.verdict) == ("paper", "reproduced")
     assert [(v.tier, v.verdict, v.judged) for v in r.indicative] == [
         ("quick", "indicative", False),
@@ -369,7 +371,7 @@ def test_highest_judged_tier_decides_others_are_indicative(dirs):
 def test_lower_judged_tier_used_when_paper_tier_missing(dirs):
     runs, exps = dirs
     add_runs(runs, "a", "test/acc", [0.70, 0.71, 0.69], tier="quick")
-    r = one(runs, exps, [value_claim(tiers=["quick", "paper"])])["val"]
+    r = one(runs, exps, [value_claim(tiers=["quick", "paper"], any_scale="a test")])["val"]
     assert (r.verdict.tier, r.verdict.verdict) == ("quick", "not_reproduced")
 
 
@@ -412,10 +414,10 @@ def test_corrupt_records_are_skipped_with_their_path(dirs, capsys):
     assert str(truncated) in err and str(wrong) in err and "warning:" in err
 
 
-def test_published_copies_count_once_and_latest_rerun_wins(dirs):
+def test_published_copies_count_once_and_other_settings_never_replace(dirs):
     runs, exps = dirs
     add_runs(runs, "a", "test/acc", [0.899, 0.901, 0.900])
-    # Seed 0 re-run with a changed config, finishing later: it replaces the old one.
+    # Seed 0 re-run with changed settings, finishing later: another experiment, kept apart.
     newer = make_record(
         EXP,
         "a",
@@ -433,9 +435,11 @@ def test_published_copies_count_once_and_latest_rerun_wins(dirs):
     assert len(result.records) == 8  # every record read twice ...
     group = result.groups[(EXP, "a", "paper")]
     assert len(group.runs) == 4  # ... but copies collapse
+    assert group.other_settings() == 1
     v = result.results[0].verdict
     assert v.n == 3
-    assert v.estimate == pytest.approx((0.5 + 0.901 + 0.900) / 3)
+    assert v.estimate == pytest.approx((0.899 + 0.901 + 0.900) / 3)
+    assert "1 record of other settings left out" in v.why
 
 
 def test_aggregates_per_arm_tier_metric(dirs):
@@ -483,6 +487,7 @@ def test_publish_copies_small_files_and_is_idempotent(dirs):
     runs, exps = dirs
     add_runs(runs, "a", "test/acc", [0.9, 0.91, 0.92])
     write_run(runs, make_record(EXP, "a", "paper", 5, {}, status="failed"))
+    write_run(runs, make_record(EXP, "a", "paper", 6, {"test/acc": 0.9}, git_dirty=True))
     run0 = next((runs / EXP / "a" / "paper").glob("seed0-*"))
     (run0 / "train.log").write_text("epoch 1\n")
     (run0 / "last.ckpt").write_bytes(b"\0" * 100)
@@ -516,13 +521,14 @@ def test_publish_copies_small_files_and_is_idempotent(dirs):
     assert not (dest0 / ".lock").exists()
     for slug in ("toy_paper", "second_paper"):
         published = sorted((exps / slug / "results").rglob("result.json"))
-        assert len(published) == 3  # the failed run is not published
+        assert len(published) == 4  # the failed run is published too; the dirty one is not
+        assert not list((exps / slug / "results").rglob("seed6-*"))
     assert not (exps / "unrelated" / "results").exists()
 
     before = {p: p.stat().st_mtime_ns for p in exps.rglob("*") if p.is_file()}
     collection = collect([runs], exps)
     again = publish(collection.records, collection.papers, exps)
-    assert again.written == [] and len(again.unchanged) == 6
+    assert again.written == [] and len(again.unchanged) == 8
     after = {p: p.stat().st_mtime_ns for p in exps.rglob("*") if p.is_file()}
     assert after == before
     assert not list(exps.rglob("*.tmp")) and not list(exps.rglob("*.old"))
@@ -696,3 +702,150 @@ def test_default_runs_follow_the_trainer_setting(monkeypatch, tmp_path):
     monkeypatch.setenv("SHORTSCI_RUNS", str(tmp_path / "elsewhere"))
     (tmp_path / "paper" / "results").mkdir(parents=True)
     assert default_runs(tmp_path) == [tmp_path / "elsewhere", tmp_path / "paper" / "results"]
+
+
+# --- verdicts that cannot be gamed ------------------------------------------------------
+
+
+def test_a_planned_seed_that_diverged_counts_against_the_claim(dirs):
+    runs, exps = dirs
+    add_runs(runs, "a", "test/acc", [0.90, 0.901, 0.899], seeds=[0, 2, 3])
+    write_run(runs, make_record(EXP, "a", "paper", 1, {"test/acc": 0.1}, status="diverged"))
+    v = one(runs, exps, [value_claim()])["val"].verdict
+    assert v.verdict == "inconclusive" and v.seeds == [0, 2]
+    assert "planned seed [1] of a diverged or failed: it counts against the claim" in v.why
+    write_run(
+        runs,
+        make_record(
+            EXP, "a", "paper", 2, {}, status="failed", finished_at="2027-01-01T00:00:00+00:00"
+        ),
+    )
+    v = one(runs, exps, [value_claim()])["val"].verdict
+    assert v.verdict == "not_reproduced" and "more than one fails the claim" in v.why
+
+
+def test_a_variant_run_never_joins_the_tier(dirs):
+    runs, exps = dirs
+    add_runs(runs, "a", "test/acc", [0.899, 0.901, 0.900])
+    # seed 0 again with a changed setting, labelled a variant by the run path: kept apart
+    variant = make_record(EXP, "a", "paper", 0, {"test/acc": 0.5}, config={"lr": 9})
+    variant = variant.model_copy(update={"variant": "custom-1234abcd"})
+    write_run(runs, variant)
+    result = one(runs, exps, [value_claim()])
+    v = result["val"].verdict
+    assert v.verdict == "reproduced" and v.estimate == pytest.approx(0.9)
+    groups = collect([runs], exps).groups
+    assert (EXP, "a", "paper~custom-1234abcd") in groups
+
+
+def test_smoke_never_judges_and_quick_needs_a_reason(dirs):
+    from shortsci_bench.claims.schema import ClaimsError, load_paper
+
+    _, exps = dirs
+    path = write_claims(
+        exps, "toy_paper", [value_claim(tiers=["smoke", "paper"])], experiments=[EXP]
+    )
+    with pytest.raises(ClaimsError, match="smoke never judges"):
+        load_paper(path)
+    path = write_claims(
+        exps, "toy_paper", [value_claim(tiers=["quick", "paper"])], experiments=[EXP]
+    )
+    with pytest.raises(ClaimsError, match="any_scale"):
+        load_paper(path)
+
+
+def test_a_point_target_is_rejected_by_the_schema(dirs):
+    from shortsci_bench.claims.schema import ClaimsError, load_paper
+
+    _, exps = dirs
+    path = write_claims(exps, "toy_paper", [value_claim(tolerance=None)], experiments=[EXP])
+    with pytest.raises(ClaimsError, match="point target can never be reproduced"):
+        load_paper(path)
+
+
+def test_seeds_pooled_from_several_commits_are_named_and_strict_refuses(dirs):
+    runs, exps = dirs
+    add_runs(runs, "a", "test/acc", [0.899, 0.901], git_commit="a" * 40)
+    write_run(runs, make_record(EXP, "a", "paper", 2, {"test/acc": 0.900}, git_commit="b" * 40))
+    v = one(runs, exps, [value_claim()])["val"].verdict
+    assert v.verdict == "reproduced" and "seeds from 2 commits pooled" in v.why
+    write_claims(exps, "toy_paper", [value_claim()], experiments=[EXP])
+    strict = collect([runs], exps, strict=True).results[0].verdict
+    assert strict.verdict == "inconclusive" and "--strict" in strict.why
+
+
+def test_not_checkable_claims_say_why(dirs):
+    runs, exps = dirs
+    res = one(runs, exps, [value_claim(status="not_checkable", reason="the quote is a proposal")])
+    assert (res["val"].verdict.verdict, res["val"].verdict.why) == (
+        "not_checkable",
+        "the quote is a proposal",
+    )
+
+
+def test_q_values_across_judged_tests_and_a_shared_test_counted_once(dirs):
+    from shortsci_bench.collect.verdicts import benjamini_hochberg
+
+    q = benjamini_hochberg({"a": 0.01, "b": 0.04, "c": 0.03, "d": 0.5})
+    assert q == pytest.approx({"a": 0.04, "b": 0.04 * 4 / 3, "c": 0.04 * 4 / 3, "d": 0.5})
+    runs, exps = dirs
+    add_runs(runs, "a", "test/acc", [0.95, 0.96, 0.955])
+    add_runs(runs, "b", "test/acc", [0.90, 0.91, 0.90])
+    res = one(runs, exps, [ordering_claim(), ordering_claim(id="again", same_test_as="order")])
+    first, again = res["order"].verdict, res["again"].verdict
+    assert first.p_value is not None and 0 < first.p_value < 0.01
+    assert first.q_value == pytest.approx(first.p_value)  # a family of one test
+    assert again.q_value == first.q_value and again.same_test_as == "order"
+
+
+def test_a_verdict_on_lossy_data_says_so_beside_the_tier(dirs):
+    from shortsci_bench.collect.tables import tier_text
+
+    runs, exps = dirs
+    for seed, v in enumerate([0.899, 0.901, 0.900]):
+        rec = make_record(EXP, "a", "paper", seed, {"test/acc": v})
+        rec.provenance.data.update(lossy=True, source_description="JPEG quality 75 copy")
+        write_run(runs, rec)
+    v = one(runs, exps, [value_claim()])["val"].verdict
+    assert v.data_notes == ["lossy data: JPEG quality 75 copy"]
+    assert tier_text(v) == "paper (lossy data)"
+
+
+def test_runs_only_leaves_the_published_records_out(dirs, monkeypatch, capsys):
+    runs, exps = dirs
+    add_runs(runs, "a", "test/acc", [0.899, 0.901, 0.900])
+    write_claims(exps, "toy_paper", [value_claim()], experiments=[EXP])
+    published = exps / "toy_paper" / "results"
+    add_runs(published, "b", "test/acc", [0.5, 0.5, 0.5])
+    monkeypatch.setenv("SHORTSCI_RUNS", str(runs))
+    args = ["--experiments-dir", str(exps), "--format", "json"]
+    assert main([*args, "--runs-only"]) == 0
+    only = json.loads(capsys.readouterr().out)
+    assert {a["arm"] for a in only["aggregates"]} == {"a"}
+    assert main(args) == 0
+    both = json.loads(capsys.readouterr().out)
+    assert {a["arm"] for a in both["aggregates"]} == {"a", "b"}
+
+
+def test_terminal_view_is_one_line_per_claim_with_filters(dirs, capsys, monkeypatch):
+    runs, exps = dirs
+    add_runs(runs, "a", "test/acc", [0.899, 0.901, 0.900])
+    long_id = "a_claim_with_a_very_long_identifier_that_would_wrap_in_a_narrow_terminal"
+    claims = [
+        value_claim(),
+        value_claim(id=long_id, target=0.5),
+        claim("skipped", "value", status="not_attempted", reason="needs ImageNet"),
+    ]
+    write_claims(exps, "toy_paper", claims, experiments=[EXP])
+    monkeypatch.setenv("COLUMNS", "80")
+    args = ["--runs", str(runs), "--experiments-dir", str(exps)]
+    assert main(args) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert all(len(line) <= 80 for line in out)
+    assert any(line.split()[0] == "val" and "reproduced" in line for line in out)
+    assert "hidden: 1 not_attempted" in out[-1] and not any("skipped" in ln for ln in out)
+    assert main([*args, "--verdict", "not_reproduced"]) == 0
+    out = capsys.readouterr().out
+    assert "a_claim_with" in out and " val " not in out
+    assert main([*args, "--all"]) == 0
+    assert "skipped" in capsys.readouterr().out

@@ -1,6 +1,7 @@
 """Golden output of the collector: a fixed set of constructed records and claims, one for
-each verdict rule and each special case (tiers, stubs, preconditions, failed runs), judged
-and rendered as JSON, must equal tests/golden/collect.json to the letter.
+each verdict rule and each special case (tiers, stubs, preconditions, failed runs, seed
+plans, outliers, variants), judged and rendered as JSON, must equal
+tests/golden/collect.json to the letter.
 
 A change to a verdict rule or its wording shows here as a diff. When the change is meant,
 regenerate with `SHORTSCI_GOLDEN_UPDATE=1 python -m pytest tests/test_collect_golden.py`
@@ -35,6 +36,13 @@ def _records(runs: Path) -> None:
     add("s", "paper", [0.9, 0.9, 0.9], stub=True)  # stub data
     write_run(runs, make_record(EXP, "e", "paper", 0, {}, status="failed"))
     write_run(runs, make_record(EXP, "e", "paper", 1, {"test/acc": 0.1}, status="diverged"))
+    add("f", "paper", [0.90, 0.91, 0.90, 0.20, 0.21])  # seeds 3, 4 beyond a 3-seed plan
+    add("g", "paper", [0.90, 0.905])
+    write_run(runs, make_record(EXP, "g", "paper", 2, {}, status="diverged"))  # a planned seed
+    add("h", "paper", [0.030, 0.554, 0.039])  # one seed did not take off
+    add("q", "quick", [0.5, 0.51, 0.5])  # quick runs only, of a paper-only claim: indicative
+    variant = make_record(EXP, "a", "paper", 0, {"test/acc": 0.1}, config={"lr": 9})
+    write_run(runs, variant.model_copy(update={"variant": "custom-0000abcd"}))
 
 
 def _claims() -> list[dict]:
@@ -52,6 +60,7 @@ def _claims() -> list[dict]:
             better={"arm": "a"},
             worse={"arm": "b"},
             tiers=["quick", "paper"],
+            any_scale="a synthetic claim that holds at any scale",
         ),
         claim("order_no", "ordering", **on, better={"arm": "b"}, worse={"arm": "a"}),
         claim("order_undecided", "ordering", **on, better={"arm": "a"}, worse={"arm": "c"}),
@@ -62,6 +71,7 @@ def _claims() -> list[dict]:
             better={"arm": "a"},
             worse={"arm": "b"},
             tiers=["quick"],
+            any_scale="a synthetic claim that holds at any scale",
         ),
         claim("prop_yes", "property", experiment=EXP, metric="m", arm="a", op="<", threshold=0.1),
         claim("prop_no", "property", experiment=EXP, metric="m", arm="a", op=">", threshold=0.1),
@@ -85,6 +95,19 @@ def _claims() -> list[dict]:
         claim("failed_only", "value", **on, arm="e", target=0.1, tolerance=0.05),
         claim("not_run", "value", **on, arm="zz", target=0.5, tolerance=0.1),
         claim("skipped", "value", status="not_attempted", reason="needs ImageNet"),
+        claim("unclear", "value", status="not_checkable", reason="the quote states no outcome"),
+        claim("beyond_plan", "value", **on, arm="f", target=0.905, tolerance=0.05),
+        claim("failed_planned_seed", "value", **on, arm="g", target=0.9, tolerance=0.05),
+        claim("outlier", "property", **on, arm="h", op="<", threshold=2.0),
+        claim(
+            "sequential",
+            "ordering",
+            **on,
+            better={"arm": "a"},
+            worse={"arm": "c"},
+            stats={"looks": [3, 5], "boundary": "obrien_fleming"},
+        ),
+        claim("paper_only_quick_runs", "value", **on, arm="q", target=0.5, tolerance=0.1),
     ]
 
 

@@ -117,3 +117,21 @@ def test_resolved_config_has_no_tables_left_to_read():
     resolved = OmegaConf.to_container(cfg, resolve=True)
     assert resolved["model"]["kind"] == "none" and resolved["model"]["depth"] == 8
     assert resolved["task"]["scheduler"]["milestones"] == [930, 1085]
+
+
+def test_a_changed_setting_makes_a_variant_not_the_tier():
+    plain = compose_cfg(["+experiment=batchnorm_mnist", "tier=paper", "seed=2", "arm=plain"])
+    assert plain.variant is None  # seed and arm are not settings of the tier
+    changed = compose_cfg(["+experiment=batchnorm_mnist", "tier=paper", "trainer.max_steps=1000"])
+    assert changed.tier == "paper" and changed.variant.startswith("custom-")
+    named = compose_cfg(
+        ["+experiment=batchnorm_mnist", "tier=paper", "task.optimizer.lr=0.2", "variant=lr02"]
+    )
+    assert named.variant == "lr02"
+    # the same settings give the same variant for every seed, so its seeds pool together
+    seed1 = compose_cfg(
+        ["+experiment=batchnorm_mnist", "tier=paper", "trainer.max_steps=1000", "seed=1"]
+    )
+    assert seed1.variant == changed.variant
+    assert config.settings_hash(seed1) == config.settings_hash(changed)
+    assert config.config_hash(seed1) != config.config_hash(changed)

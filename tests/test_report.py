@@ -48,6 +48,7 @@ def report_inputs(tmp_path):
                 better={"arm": "a"},
                 worse={"arm": "b"},
                 tiers=["quick", "paper"],
+                any_scale="a synthetic claim",
             ),
             claim(
                 "a_value",
@@ -135,7 +136,9 @@ def test_html_report_from_cli(report_inputs):
 def test_report_without_any_runs(tmp_path):
     exps = tmp_path / "experiments"
     write_claims(
-        exps, "lonely", [claim("x", "value", experiment=EXP, metric="m", arm="a", target=1.0)]
+        exps,
+        "lonely",
+        [claim("x", "value", experiment=EXP, metric="m", arm="a", target=1.0, tolerance=0.1)],
     )
     assert (
         main(

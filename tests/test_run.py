@@ -143,3 +143,15 @@ def test_no_experiment_chosen(tmp_path, missing):
         timeout=120,
     )
     assert out.returncode == 2 and "+experiment=NAME" in out.stderr
+
+
+@needs_mnist
+def test_an_overridden_run_is_recorded_as_a_variant(tmp_path):
+    from shortsci_bench.runs.record import read_record
+
+    record = run_cfg(["+experiment=batchnorm_mnist", "tier=smoke", "trainer.max_steps=6"], tmp_path)
+    assert record.tier == "smoke" and record.variant and record.variant.startswith("custom-")
+    path = next(tmp_path.rglob("result.json"))
+    assert f"smoke~{record.variant}" in str(path)
+    assert read_record(path).settings_hash == record.settings_hash
+    assert record.provenance.source_hash

@@ -4,7 +4,9 @@ for One Shot Learning", NIPS 2016, arXiv 1606.04080).
     y_hat = sum_i a(x_hat, x_i) y_i,    a(x_hat, x_i) = softmax_i cos(f(x_hat, S), g(x_i, S))   (eq. 1-2)
 
 - Embedding (section 4.1, after Koch et al.): 4 blocks of [3x3 conv, 64 filters, batch norm,
-  ReLU, 2x2 max-pool]; a 28x28 drawing becomes a 64-d vector.
+  ReLU, 2x2 max-pool]; a 28x28 drawing becomes a 64-d vector. The last block has no ReLU
+  unless `final_relu` (our choice, see `ConvEmbedding`): the embedding is signed, so the
+  cosine of eq. 2 spans [-1, 1].
 - Full Context Embeddings (`fce`, section 2.1.2 and appendix A): g is a bidirectional LSTM over
   the support embeddings with a skip connection, g(x_i, S) = h_fwd_i + h_bwd_i + g'(x_i);
   f is an attention LSTM run for K steps (`fce_steps`) on the query embedding f'(x_hat):
@@ -27,21 +29,36 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def conv_block(in_channels: int, filters: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(in_channels, filters, 3, padding=1),
-        nn.BatchNorm2d(filters),
-        nn.ReLU(inplace=True),
-        nn.MaxPool2d(2),
-    )
+def conv_block(in_channels: int, filters: int, relu: bool = True) -> nn.Sequential:
+    layers = [nn.Conv2d(in_channels, filters, 3, padding=1), nn.BatchNorm2d(filters)]
+    if relu:
+        layers.append(nn.ReLU(inplace=True))
+    layers.append(nn.MaxPool2d(2))
+    return nn.Sequential(*layers)
 
 
 class ConvEmbedding(nn.Module):
-    """4 x [3x3 conv 64, BN, ReLU, 2x2 max-pool]: [N, 1, 28, 28] -> [N, 64] (28 -> 14 -> 7 -> 3 -> 1)."""
+    """4 x [3x3 conv 64, BN, ReLU, 2x2 max-pool], no ReLU in the last: [N, 1, 28, 28] -> [N, 64].
 
-    def __init__(self, in_channels: int = 1, filters: int = 64, blocks: int = 4):
+    The last block has no ReLU, so the embedding is signed. With a final ReLU every embedding
+    lies in the non-negative orthant, so every cosine of eq. 2 lies in [0, 1]: the matching
+    loss can only push other classes' cosines towards 0, i.e. towards embeddings with disjoint
+    supports. With 20-way episodes it does so by silencing units (their ReLU never fires, so
+    they get no gradient and stay dead): the embedding collapses to a few sparse units and
+    test accuracy falls as training goes on (issue 13). The parameters are unchanged
+    (state-dict keys too); only the last activation is gone.
+    """
+
+    def __init__(
+        self, in_channels: int = 1, filters: int = 64, blocks: int = 4, final_relu: bool = False
+    ):
         super().__init__()
-        layers = [conv_block(in_channels if b == 0 else filters, filters) for b in range(blocks)]
+        layers = [
+            conv_block(
+                in_channels if b == 0 else filters, filters, relu=b < blocks - 1 or final_relu
+            )
+            for b in range(blocks)
+        ]
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -98,6 +115,7 @@ class MatchingNetwork(nn.Module):
         blocks: int = 4,
         fce: bool = False,
         fce_steps: int = 5,
+        final_relu: bool = False,
     ):
         super().__init__()
         if embedding not in ("conv", "pixels"):
@@ -105,7 +123,9 @@ class MatchingNetwork(nn.Module):
         if fce and embedding != "conv":
             raise ValueError("fce needs the conv embedding")
         self.embedding = embedding
-        self.encoder = ConvEmbedding(in_channels, filters, blocks) if embedding == "conv" else None
+        self.encoder = (
+            ConvEmbedding(in_channels, filters, blocks, final_relu) if embedding == "conv" else None
+        )
         self.dim = filters
         self.fce = fce
         self.support_fce = SupportFCE(filters) if fce else None

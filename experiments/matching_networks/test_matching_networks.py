@@ -31,6 +31,28 @@ def test_conv_embedding_maps_28x28_to_64():
     assert len([m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]) == 4
 
 
+def test_embedding_is_signed_and_a_silenced_unit_still_learns():
+    # Issue 13: with a ReLU as the embedding's last op every embedding is >= 0, so every cosine
+    # of eq. 2 is in [0, 1]; 20-way training then pushes the other classes' cosines towards 0
+    # by silencing units, a silenced unit gets no gradient and stays dead, the embedding
+    # collapses and test accuracy falls as training goes on.
+    sx, qx = torch.rand(2, 20, 1, 28, 28), torch.rand(2, 40, 1, 28, 28)
+    sy, qy = torch.arange(20).expand(2, 20), torch.arange(20).repeat_interleave(2).expand(2, 40)
+    for final_relu in (False, True):
+        torch.manual_seed(0)
+        net = MatchingNetwork(final_relu=final_relu)
+        bn = net.encoder.net[-1][1]  # the last block's batch norm
+        with torch.no_grad():
+            bn.bias[:8] = -10.0  # push 8 units far below zero for every drawing
+        z = net.embed(torch.cat([sx, qx], 1))
+        loss = torch.nn.functional.nll_loss(net(sx, sy, qx, 20).reshape(-1, 20), qy.reshape(-1))
+        loss.backward()
+        if final_relu:  # the literal reading: those units are exactly 0 and get no gradient
+            assert (z[..., :8] == 0).all() and (bn.bias.grad[:8] == 0).all()
+        else:  # ours: signed, and the matching loss still reaches them
+            assert (z[..., :8] < 0).all() and (bn.bias.grad[:8].abs() > 0).all()
+
+
 def test_fce_shapes_and_context():
     torch.manual_seed(0)
     g, f = SupportFCE(64), QueryFCE(64, steps=3)

@@ -54,8 +54,33 @@ Source = Annotated[
 
 
 class Stats(Strict):
+    """The seed plan, fixed before the runs. Seeds are used in order 0, 1, 2, ...; a verdict
+    is taken at the largest planned look whose seeds have all finished, with that look's
+    confidence (group-sequential when there are several looks), and seeds beyond the plan
+    are shown but never decide. `min_seeds` alone is the plan of one look at `min_seeds`."""
+
     min_seeds: int = Field(default=3, ge=1)
     confidence: float = Field(default=0.95, gt=0.5, lt=1.0)
+    looks: list[int] | None = None  # e.g. [3, 5, 10]: seed counts at which to look
+    boundary: Literal["none", "pocock", "obrien_fleming"] = "none"
+
+    @model_validator(mode="after")
+    def _plan(self):
+        looks = self.plan()
+        if any(b <= a for a, b in zip(looks, looks[1:])) or looks[0] < 2:
+            raise ValueError(f"looks {looks} must increase and start at 2 or more seeds")
+        if len(looks) > 1 and self.boundary == "none":
+            raise ValueError(
+                "several looks need a group-sequential `boundary` (pocock or obrien_fleming)"
+            )
+        if self.boundary != "none" and (self.confidence != 0.95 or len(looks) > 5):
+            raise ValueError(
+                "group-sequential boundaries are tabulated for confidence 0.95, up to 5 looks"
+            )
+        return self
+
+    def plan(self) -> list[int]:
+        return list(self.looks) if self.looks else [self.min_seeds]
 
 
 class Side(Strict):
@@ -85,21 +110,36 @@ class ClaimBase(Strict):
     statement: str  # our plain restatement of what is checked
     quote: str  # verbatim from the source (stripped form for seeds 000 and 001)
     source: Source
-    status: Literal["active", "not_attempted"] = "active"
-    reason: str | None = None  # required when not_attempted
+    # not_checkable: the quote does not state a checkable outcome (or not the one an
+    # experiment here measures); `reason` says why.
+    status: Literal["active", "not_attempted", "not_checkable"] = "active"
+    reason: str | None = None  # required unless active
     experiment: str | None = None
     metric: str | None = None
     tiers: list[Tier] = Field(default_factory=lambda: ["paper"])
+    # Why the claim holds at any scale (a property of initialisation, an estimator, a
+    # theorem): only then may a quick-tier run judge it. Otherwise quick is indicative.
+    any_scale: str | None = None
+    # Another claim of this paper that is the same test (metric, arms, direction): this one
+    # cites it and is not counted again.
+    same_test_as: str | None = None
     stats: Stats = Field(default_factory=Stats)
     requires: list[Requirement] = Field(default_factory=list)
     note: str | None = None
 
     @model_validator(mode="after")
     def _status_consistent(self):
-        if self.status == "not_attempted" and not self.reason:
-            raise ValueError("status not_attempted needs a `reason`")
+        if self.status != "active" and not self.reason:
+            raise ValueError(f"status {self.status} needs a `reason`")
         if self.status == "active" and (not self.experiment or not self.metric):
             raise ValueError("an active claim needs `experiment` and `metric`")
+        if "smoke" in self.tiers:
+            raise ValueError("tiers: smoke never judges a claim (it checks plumbing only)")
+        if "quick" in self.tiers and not self.any_scale:
+            raise ValueError(
+                "tiers: quick judges only a claim that holds at any scale; say why in "
+                "`any_scale`, or judge it at paper tier (quick runs are then indicative)"
+            )
         return self
 
 
@@ -109,13 +149,25 @@ class ValueClaim(ClaimBase):
     kind: Literal["value"]
     arm: str | None = None
     target: float | None = None
+    # The band: the paper's reported spread or a registered margin (`tolerance`, with its
+    # reason in `note`), else the binomial noise of an evaluation of `n_eval` examples.
     tolerance: float | None = Field(default=None, ge=0)
     n_eval: int | None = Field(default=None, ge=1)  # test-set size, for binomial tolerance
+    read_off_plot: bool = False  # the target was read off a figure: tolerance = reading error
 
     @model_validator(mode="after")
     def _needs_target(self):
-        if self.status == "active" and (self.arm is None or self.target is None):
+        if self.status != "active":
+            return self
+        if self.arm is None or self.target is None:
             raise ValueError("an active value claim needs `arm` and `target`")
+        if not self.tolerance and not self.n_eval:
+            raise ValueError(
+                "a point target can never be reproduced: give `tolerance` (the paper's spread "
+                "or a margin, with its reason) or `n_eval` (binomial noise of the evaluation)"
+            )
+        if self.read_off_plot and not self.tolerance:
+            raise ValueError("a value read off a plot needs `tolerance`, the reading error")
         return self
 
 

@@ -29,7 +29,7 @@ from shortsci_bench.collect.records import (
     metric_values,
 )
 from shortsci_bench.collect.stats import Summary, summarize
-from shortsci_bench.collect.verdicts import ClaimResult, Verdict, judge_paper
+from shortsci_bench.collect.verdicts import ClaimResult, Verdict, judge_paper, with_q_values
 
 RUNS_ENV = "SHORTSCI_RUNS"  # the same variable conf/config.yaml reads for `runs_dir`
 
@@ -146,6 +146,7 @@ def collect(
     experiments_dir: str | os.PathLike | None = None,
     experiment: str | None = None,
     papers: Iterable[PaperClaims] | None = None,
+    strict: bool = False,
 ) -> Collection:
     """Read every run record under `runs`, group it and judge every claim.
 
@@ -153,6 +154,7 @@ def collect(
     experiments_dir: where `*/claims.yaml` live (default: the repository's experiments/).
     experiment: keep only this experiment's records and the claims that use it.
     papers: claims to judge instead of loading them from `experiments_dir`.
+    strict: a verdict resting on seeds from several commits is inconclusive.
     """
     roots = list(runs) if runs is not None else default_runs(experiments_dir)
     records, warnings = load_records(find_record_paths(roots))
@@ -165,7 +167,7 @@ def collect(
     groups = group_records(records)
     results: list[ClaimResult] = []
     for paper in papers:
-        for result in judge_paper(paper, groups):
+        for result in judge_paper(paper, groups, strict):
             if experiment is None or result.verdict.experiment in (experiment, None):
                 results.append(result)
-    return Collection(records, groups, papers, results, warnings)
+    return Collection(records, groups, papers, with_q_values(results), warnings)

@@ -13,12 +13,13 @@ python -m shortsci_bench.collect --wandb               # mirror the verdict tabl
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 from pathlib import Path
 
 from shortsci_bench.claims.schema import EXPERIMENTS_DIR
 from shortsci_bench.collect import collect, default_runs, published_dirs
-from shortsci_bench.collect.tables import print_table, to_csv, to_json
+from shortsci_bench.collect.tables import compact_lines, print_table, to_csv, to_json
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,6 +44,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--experiment", metavar="NAME", help="only this experiment's runs and claims")
     p.add_argument(
+        "--paper", action="append", metavar="SLUG", help="only these papers (repeatable)"
+    )
+    p.add_argument(
+        "--verdict", action="append", metavar="V", help="only these verdicts (repeatable)"
+    )
+    p.add_argument("--tier", action="append", metavar="T", help="only verdicts at these tiers")
+    p.add_argument(
+        "--all", action="store_true", help="list not_attempted and not_checkable claims too"
+    )
+    p.add_argument(
+        "--full",
+        action="store_true",
+        help="the full table (rule, reasons, indicative rows) instead of one line per claim",
+    )
+    p.add_argument(
+        "--runs-only",
+        action="store_true",
+        help="judge only your own runs ($SHORTSCI_RUNS or runs/), not the published records",
+    )
+    p.add_argument(
         "--format",
         choices=["table", "json", "csv", "html"],
         help="output: a console table (default), claims.json, claims.csv, or an HTML report",
@@ -65,6 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="judge what can be judged when a claims file is invalid or names an unknown "
         "experiment, arm or metric (warnings; default: exit 2 listing each problem)",
+    )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="a verdict resting on seeds from several commits is inconclusive",
     )
     p.add_argument(
         "--readme",
@@ -158,7 +184,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     _warn(problems)
     runs = args.runs if args.runs is not None else default_runs(args.experiments_dir)
-    collection = collect(runs, args.experiments_dir, args.experiment)
+    if args.runs_only:
+        runs = args.runs if args.runs is not None else default_runs(args.experiments_dir)[:1]
+    collection = collect(runs, args.experiments_dir, args.experiment, strict=args.strict)
     _warn(collection.warnings)
 
     if args.publish:
@@ -173,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         if report.written and args.runs is None:
             # The default runs include the published folders: re-read so outputs agree.
-            collection = collect(runs, args.experiments_dir, args.experiment)
+            collection = collect(runs, args.experiments_dir, args.experiment, strict=args.strict)
 
     status = 0
     if args.readme is not None or args.check_readme is not None:
@@ -182,8 +210,19 @@ def main(argv: list[str] | None = None) -> int:
     fmt = args.format
     if fmt is None and args.readme is None and args.check_readme is None:
         fmt = "table"
-    if fmt == "table":
+    if fmt == "table" and args.full:
         print_table(collection)
+    elif fmt == "table":
+        width = shutil.get_terminal_size((100, 24)).columns
+        for line in compact_lines(
+            collection,
+            width,
+            set(args.paper or ()),
+            set(args.verdict or ()),
+            set(args.tier or ()),
+            args.all,
+        ):
+            print(line)
     elif fmt in ("json", "csv"):
         text = to_json(collection) if fmt == "json" else to_csv(collection)
         if args.out is None:

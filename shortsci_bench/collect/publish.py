@@ -1,4 +1,4 @@
-"""Publishing: copy completed run records into `experiments/<paper>/results/`.
+"""Publishing: copy run records of clean commits into `experiments/<paper>/results/`.
 
 The published copy is what the verdicts in the README and the catalogue rest on, so it
 is copied byte for byte (provenance intact), folder by folder atomically, and a second
@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from shortsci_bench.claims.schema import PaperClaims
-from shortsci_bench.collect.records import LoadedRecord
+from shortsci_bench.collect.records import LoadedRecord, tier_label
+from shortsci_bench.runs import provenance
 from shortsci_bench.runs.record import RECORD_NAME
 
 MAX_FILE_BYTES = 1 << 20  # "small files": configs, logs, metrics csv; not checkpoints
@@ -49,7 +50,7 @@ def published_path(experiments_dir: Path, slug: str, lr: LoadedRecord) -> Path:
         / "results"
         / r.experiment
         / r.arm
-        / r.tier
+        / tier_label(r)
         / f"seed{r.seed}-{r.config_hash[:8]}"
     )
 
@@ -108,12 +109,35 @@ def _publish_one(lr: LoadedRecord, dest: Path) -> bool:
     return True
 
 
+def provenance_problem(record) -> str | None:
+    """Why a record may not be published (None when it may): published records come from a
+    clean checkout of a commit whose code is the code that ran. Failed and diverged runs
+    are published like completed ones: they count in the verdicts."""
+    prov = record.provenance
+    if prov.git_dirty is not False:
+        state = "a dirty tree" if prov.git_dirty else "a tree of unknown state"
+        return (
+            f"ran from {state}; run it again from a clean checkout (a `git worktree`) of a commit"
+        )
+    if not prov.git_commit:
+        return "no commit recorded"
+    source = getattr(prov, "source_hash", None)
+    if source is not None:
+        at_commit = provenance.source_hash_at(prov.git_commit)
+        if at_commit is None:
+            return f"commit {prov.git_commit[:10]} is not in this repository"
+        if at_commit != source:
+            return f"the code that ran differs from commit {prov.git_commit[:10]} (source hash)"
+    return None
+
+
 def publish(
     records: list[LoadedRecord],
     papers: list[PaperClaims],
     experiments_dir: Path,
 ) -> PublishReport:
-    """Publish every completed record into each paper that lists its experiment.
+    """Publish every record (completed, diverged or failed) of a clean commit into each
+    paper that lists its experiment; refused records are listed in `skipped`.
 
     Records already under `experiments_dir` (earlier publications) are not re-published.
     """
@@ -125,9 +149,11 @@ def publish(
     chosen: dict[Path, LoadedRecord] = {}
     for lr in records:
         r = lr.record
-        if r.status != "completed":
-            continue
         if lr.path.resolve().is_relative_to(root):
+            continue
+        refusal = provenance_problem(r)
+        if refusal:
+            report.skipped.append(f"{lr.path}: not published: {refusal}")
             continue
         slugs = by_experiment.get(r.experiment)
         if not slugs:

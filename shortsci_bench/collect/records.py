@@ -7,6 +7,8 @@ not validate is reported by path and skipped: one bad file must not hide the res
 from __future__ import annotations
 
 import gc
+import hashlib
+import json
 import math
 import os
 from collections.abc import Iterable
@@ -108,12 +110,57 @@ def _finite(value: object) -> bool:
     return isinstance(value, (int, float)) and math.isfinite(value)
 
 
+def settings_hash(record: RunRecord) -> str:
+    """What the run computed, seed aside: the record's own `settings_hash`, or for records
+    made before it existed, a hash of its resolved config without the seed and the values
+    the seed is copied into (dataset.seed, task.seed, task.eval_seed)."""
+    own = getattr(record, "settings_hash", None)
+    if own:
+        return str(own)
+    cached = _LEGACY_CACHE.get(id(record))
+    if cached is not None and cached[0] is record:
+        return cached[1]
+    cfg = dict(record.provenance.config)
+    for key in _LEGACY_UNHASHED:
+        cfg.pop(key, None)
+    for block, keys in (
+        ("dataset", _LEGACY_DATASET),
+        ("task", ("seed", "eval_seed")),
+        ("trainer", ("accelerator", "enable_progress_bar")),
+    ):
+        if isinstance(cfg.get(block), dict):
+            cfg[block] = {k: v for k, v in cfg[block].items() if k not in keys}
+    blob = json.dumps(cfg, sort_keys=True, default=str)
+    digest = "legacy-" + hashlib.sha256(blob.encode()).hexdigest()[:12]
+    _LEGACY_CACHE[id(record)] = (record, digest)
+    return digest
+
+
+_LEGACY_CACHE: dict[
+    int, tuple[RunRecord, str]
+] = {}  # id -> (record, hash): records are immutable here
+
+
+_LEGACY_UNHASHED = ("seed", "runs_dir", "force", "threads", "data", "logger", "tiers", "arms",
+                    "metrics", "hydra", "debug", "launch", "sweep", "finalized", "variant")  # fmt: skip
+_LEGACY_DATASET = ("root", "mirror", "download", "cache_dir", "seed")
+
+
+def tier_label(record: RunRecord) -> str:
+    """The tier a record counts for: its tier, or `tier~variant` for a run whose settings
+    differ from the tier's (never mixed into the tier's verdicts)."""
+    variant = getattr(record, "variant", None)
+    return f"{record.tier}~{variant}" if variant else record.tier
+
+
 @dataclass
 class ArmRuns:
     """All runs of one (experiment, arm, tier), with exact copies collapsed.
 
     The same run can be read twice (from `runs/` and from its published copy under
     `experiments/*/results/`); copies share seed, config hash, status and finish time.
+    Records of different settings never replace one another: the group's verdicts use
+    one settings hash (`settings`), the one most seeds ran, and say what was left out.
     """
 
     experiment: str
@@ -121,6 +168,7 @@ class ArmRuns:
     tier: str
     runs: list[LoadedRecord] = field(default_factory=list)
     _seen: set[tuple] = field(default_factory=set, repr=False)
+    _chosen: tuple[str | None] | None = field(default=None, repr=False)
 
     def add(self, loaded: LoadedRecord) -> bool:
         """Add a record unless it is a copy of one already held; True when added."""
@@ -130,6 +178,7 @@ class ArmRuns:
             return False
         self._seen.add(key)
         self.runs.append(loaded)
+        self._chosen = None
         return True
 
     def counts(self) -> dict[str, int]:
@@ -139,16 +188,54 @@ class ArmRuns:
             out[lr.record.status] = out.get(lr.record.status, 0) + 1
         return out
 
-    def latest_completed(self, stub: bool | None = None) -> dict[int, RunRecord]:
-        """One completed record per seed: the most recently finished one.
+    def settings(self) -> str | None:
+        """The settings hash the verdicts use: the one with the most seeds (ties: the one
+        finished last). A re-run with other settings is a different experiment."""
+        if self._chosen is not None:
+            return self._chosen[0]
+        seeds: dict[str, set[int]] = {}
+        last: dict[str, str] = {}
+        for lr in self.runs:
+            h = settings_hash(lr.record)
+            seeds.setdefault(h, set()).add(lr.record.seed)
+            last[h] = max(last.get(h, ""), lr.record.provenance.finished_at)
+        chosen = max(seeds, key=lambda h: (len(seeds[h]), last[h])) if seeds else None
+        self._chosen = (chosen,)
+        return chosen
 
-        `stub` filters on stub data (None = either). A seed re-run with a new config
-        keeps only its latest result, so a fixed bug does not average with the old one.
+    def other_settings(self) -> int:
+        """Records of this group left out because they ran other settings."""
+        chosen = self.settings()
+        return sum(1 for lr in self.runs if settings_hash(lr.record) != chosen)
+
+    def commits(self) -> set[str]:
+        """The commits the chosen settings' records ran at."""
+        chosen = self.settings()
+        return {
+            str(lr.record.provenance.git_commit)
+            for lr in self.runs
+            if settings_hash(lr.record) == chosen
+        }
+
+    def latest_by_seed(self, stub: bool | None = None) -> dict[int, RunRecord]:
+        """The latest record per seed of the chosen settings, whatever its status."""
+        return self.latest_completed(stub, statuses=None)
+
+    def latest_completed(
+        self, stub: bool | None = None, statuses: tuple[str, ...] | None = ("completed",)
+    ) -> dict[int, RunRecord]:
+        """One completed record per seed of the chosen settings: the latest finished.
+
+        `stub` filters on stub data (None = either). Only records of the group's chosen
+        settings count (`settings`), so a run with other settings never replaces a seed.
         """
+        chosen = self.settings()
         best: dict[int, RunRecord] = {}
         for lr in self.runs:
             r = lr.record
-            if r.status != "completed" or (stub is not None and r.stub != stub):
+            if statuses is not None and r.status not in statuses:
+                continue
+            if (stub is not None and r.stub != stub) or settings_hash(r) != chosen:
                 continue
             old = best.get(r.seed)
             if old is None or (r.provenance.finished_at, r.config_hash) > (
@@ -162,18 +249,19 @@ class ArmRuns:
         return any(lr.record.stub for lr in self.runs)
 
 
-GroupKey = tuple[str, str, str]  # (experiment, arm, tier)
+GroupKey = tuple[str, str, str]  # (experiment, arm, tier label)
 
 
 def group_records(records: Iterable[LoadedRecord]) -> dict[GroupKey, ArmRuns]:
-    """Group records by (experiment, arm, tier), collapsing exact copies."""
+    """Group records by (experiment, arm, tier label), collapsing exact copies; a variant
+    run (settings changed on the command line) is its own group, `tier~variant`."""
     groups: dict[GroupKey, ArmRuns] = {}
     for lr in records:
         r = lr.record
-        key = (r.experiment, r.arm, r.tier)
+        key = (r.experiment, r.arm, tier_label(r))
         group = groups.get(key)
         if group is None:
-            group = groups[key] = ArmRuns(r.experiment, r.arm, r.tier)
+            group = groups[key] = ArmRuns(r.experiment, r.arm, key[2])
         group.add(lr)
     return groups
 

@@ -29,6 +29,8 @@ def make_record(
     config: dict[str, Any] | None = None,
     finished_at: str = "2026-01-01T00:00:00+00:00",
     notes: list[str] | None = None,
+    git_commit: str | None = "0" * 40,
+    git_dirty: bool | None = False,
 ) -> RunRecord:
     """A valid run record; the config hash is derived from experiment, arm, tier and config."""
     config = {
@@ -50,7 +52,13 @@ def make_record(
         history=history or [],
         stub=stub,
         notes=list(notes or []),
-        provenance=Provenance(config=config, command="synthetic", finished_at=finished_at),
+        provenance=Provenance(
+            config=config,
+            command="synthetic",
+            finished_at=finished_at,
+            git_commit=git_commit,
+            git_dirty=git_dirty,
+        ),
     )
 
 

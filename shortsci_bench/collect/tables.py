@@ -75,11 +75,15 @@ def tier_label(tier: str | None, stub: bool = False) -> str:
 
 
 def estimate_text(v: Verdict) -> str:
-    return interval_text(v.estimate, v.ci_low, v.ci_high)
+    text = interval_text(v.estimate, v.ci_low, v.ci_high)
+    return f"{text} q={fmt(v.q_value)}" if v.q_value is not None else text
 
 
 def tier_text(v: Verdict) -> str:
-    return tier_label(v.tier, v.stub)
+    label = tier_label(v.tier, v.stub)
+    if any(n.startswith("lossy data") for n in v.data_notes):
+        label += " (lossy data)"
+    return label
 
 
 def verdict_row(v: Verdict) -> dict[str, object]:
@@ -137,6 +141,68 @@ def to_markdown(collection: Collection) -> str:
             f"| {v.n or ''} | {why} |"
         )
     return "\n".join(lines) + "\n"
+
+
+HIDDEN_BY_DEFAULT = ("not_attempted", "not_checkable")
+
+
+def compact_lines(
+    collection: Collection,
+    width: int = 100,
+    papers: set[str] | None = None,
+    verdicts: set[str] | None = None,
+    tiers: set[str] | None = None,
+    show_all: bool = False,
+) -> list[str]:
+    """One line per claim, grouped under its paper: claim, tier, verdict, estimate [CI].
+    Lines never wrap: a long claim id is shortened with '~'. Claims that were not
+    attempted or cannot be checked are counted, not listed, unless asked for."""
+    rows, hidden = [], {}
+    for r in collection.results:
+        v = r.verdict
+        if papers and v.paper not in papers or tiers and (v.tier or "-") not in tiers:
+            continue
+        if verdicts and v.verdict not in verdicts:
+            continue
+        if not (show_all or verdicts) and v.verdict in HIDDEN_BY_DEFAULT:
+            hidden[v.verdict] = hidden.get(v.verdict, 0) + 1
+            continue
+        rows.append(v)
+
+    def short_tier(v: Verdict) -> str:
+        marks = ("/stub" if v.stub else "") + (
+            "/lossy" if any(n.startswith("lossy") for n in v.data_notes) else ""
+        )
+        return (v.tier or "-") + marks
+
+    def short_est(v: Verdict) -> str:
+        if v.estimate is None:
+            return ""
+        if v.ci_low is None:
+            return f"{v.estimate:.3g}"
+        return f"{v.estimate:.3g} [{v.ci_low:.3g}, {v.ci_high:.3g}]"
+
+    est_w = max([len(short_est(v)) for v in rows] + [8])
+    tier_w = max([len(short_tier(v)) for v in rows] + [4])
+    fixed = 2 + tier_w + 2 + 14 + 2 + est_w
+    claim_w = max(12, min(48, width - fixed - 2))
+    out, paper = [], None
+    for v in rows:
+        if v.paper != paper:
+            paper = v.paper
+            out.append(paper)
+        claim = v.claim if len(v.claim) <= claim_w else v.claim[: claim_w - 1] + "~"
+        line = f"  {claim:<{claim_w}}  {short_tier(v):<{tier_w}}  {v.verdict:<14}  {short_est(v)}"
+        out.append(line.rstrip())
+    tally: dict[str, int] = {}
+    for v in rows:
+        tally[v.verdict] = tally.get(v.verdict, 0) + 1
+    summary = ", ".join(f"{n} {k}" for k, n in sorted(tally.items()))
+    out.append(f"{len(rows)} claims shown: {summary or 'none'}")
+    if hidden:
+        words = ", ".join(f"{n} {k}" for k, n in sorted(hidden.items()))
+        out.append(f"hidden: {words} (--all lists them; --full: reasons)")
+    return out
 
 
 def print_table(collection: Collection, console=None, show_indicative: bool = True) -> None:

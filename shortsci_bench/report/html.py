@@ -68,7 +68,7 @@ def _tier_cell(v: Verdict) -> str:
     if v.tier is None:
         return ""
     cls = "stub" if v.stub else ("scaled" if v.tier in SCALED_DOWN else "")
-    return f"<span class='{cls}'>{_e(tier_text(v))}</span>" if cls else _e(v.tier)
+    return f"<span class='{cls}'>{_e(tier_text(v))}</span>" if cls else _e(tier_text(v))
 
 
 def _page_name(experiment: str) -> str:

@@ -29,6 +29,7 @@ class Provenance(BaseModel):
     command: str = ""
     git_commit: str | None = None
     git_dirty: bool | None = None
+    source_hash: str | None = None  # sha256 of the package, configs and paper code that ran
     versions: dict[str, str] = Field(default_factory=dict)
     device: str = "cpu"
     hostname: str = ""
@@ -49,6 +50,10 @@ class RunRecord(BaseModel):
     experiment: str
     arm: str
     tier: Tier
+    # Set when the run's settings differ from the tier's (a command-line change): the run
+    # is then judged apart from the tier, as `tier~variant`.
+    variant: str | None = None
+    settings_hash: str | None = None  # what was computed, seed aside (equal across seeds)
     seed: int
     config_hash: str
     status: Status

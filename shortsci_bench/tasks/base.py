@@ -58,12 +58,12 @@ class HarnessTask(L.LightningModule):
         self.diverged_why: str | None = None
         self.divergence_factor, self.divergence_patience = DIVERGENCE_FACTOR, DIVERGENCE_PATIENCE
         self._initial_loss: float | None = None
-        self._div_sum: torch.Tensor | None = None  # training loss since the last evaluation
-        self._div_count = 0
         self._strikes = 0  # evaluations in a row with the loss above the bound
         self._train_seconds = 0.0
         self._train_steps = 0
         self._t_batch = 0.0
+        self._loss_window: torch.Tensor | None = None
+        self._loss_window_n = 0
 
     # --- optimisation -------------------------------------------------------
     def configure_optimizers(self):
@@ -79,13 +79,17 @@ class HarnessTask(L.LightningModule):
         }
 
     def check_finite(self, loss: torch.Tensor) -> torch.Tensor | None:
-        """Return the loss, or None (skipping the step) and stop the run when it is not finite."""
+        """Return the loss, or None (skipping the step) and stop the run when it is not finite.
+        Finite losses are summed on the device (no sync per step) into the mean training loss
+        of the window between evaluations, `train/loss_window` in the history."""
         if torch.isfinite(loss).all():
-            loss_now = loss.detach().mean()
+            detached = loss.detach().float().mean()
             if self._initial_loss is None:
-                self._initial_loss = float(loss_now)
-            self._div_sum = loss_now if self._div_sum is None else self._div_sum + loss_now
-            self._div_count += 1
+                self._initial_loss = float(detached)
+            self._loss_window = (
+                detached if self._loss_window is None else self._loss_window + detached
+            )
+            self._loss_window_n += 1
             return loss
         self.stop_diverged(f"non-finite training loss at step {self.global_step}")
         return None
@@ -96,13 +100,9 @@ class HarnessTask(L.LightningModule):
         if self._trainer is not None:
             self.trainer.should_stop = True
 
-    def _check_loss_bound(self) -> None:
-        """At an evaluation: strike when the mean training loss since the last one is above
-        the bound; `patience` strikes in a row end the run."""
-        if not self._div_count:
-            return
-        mean = float(self._div_sum / self._div_count)
-        self._div_sum, self._div_count = None, 0
+    def _check_loss_bound(self, mean: float) -> None:
+        """At an evaluation: strike when the mean training loss of the window since the last
+        one is above the bound; `patience` strikes in a row end the run."""
         initial, factor = self._initial_loss, self.divergence_factor
         # A bound relative to the first loss means nothing when that loss is not positive.
         if not factor or initial is None or initial <= 0 or mean <= factor * initial:
@@ -156,8 +156,13 @@ class HarnessTask(L.LightningModule):
         row = {"step": float(self.global_step), **{k: float(v) for k, v in metrics.items()}}
         if self.trainer is not None and self.trainer.sanity_checking:
             return
+        window = None
+        if self._loss_window_n:
+            window = row["train/loss_window"] = float(self._loss_window) / self._loss_window_n
+            self._loss_window, self._loss_window_n = None, 0
         self.history.append(row)
-        self._check_loss_bound()
+        if window is not None:
+            self._check_loss_bound(window)
         # already reduced across ranks by the task, so rank zero alone logs them
         self.log_dict({k: v for k, v in row.items() if k != "step"}, rank_zero_only=True)
 
@@ -181,8 +186,8 @@ class HarnessTask(L.LightningModule):
             # the divergence bound's state, so a run stopped between evaluations resumes exactly
             "divergence": {
                 "initial": self._initial_loss,
-                "loss_sum": self._div_sum,
-                "loss_count": self._div_count,
+                "loss_window": self._loss_window,
+                "loss_window_n": self._loss_window_n,
                 "strikes": self._strikes,
             },
             "rng": {
@@ -199,8 +204,8 @@ class HarnessTask(L.LightningModule):
         self.history = list(state.get("history", []))
         div = state.get("divergence")
         if div:
-            self._initial_loss, self._div_sum = div["initial"], div["loss_sum"]
-            self._div_count, self._strikes = div["loss_count"], div["strikes"]
+            self._initial_loss, self._strikes = div["initial"], div["strikes"]
+            self._loss_window, self._loss_window_n = div["loss_window"], div["loss_window_n"]
         rng = state.get("rng")
         if rng:
             torch.set_rng_state(rng["torch"])
