@@ -11,6 +11,7 @@ from omegaconf import DictConfig
 
 from shortsci_bench.config import ConfigError, register_resolvers
 from shortsci_bench.data.errors import DataCorruptError, DatasetMissingError
+from shortsci_bench.data.verify import check_before_imports
 from shortsci_bench.registry import RegistryError
 from shortsci_bench.validate import check_values, unknown_keys
 
@@ -71,6 +72,7 @@ def main(cfg: DictConfig) -> float | None:
         print("[shortsci] note: `scale=` is now `tier=` (scale= still works)", file=sys.stderr)
     try:
         check_values(cfg)  # before torch and Lightning are imported: a bad value costs < 1 s
+        check_before_imports(cfg.get("dataset"))  # and so does a damaged data file
         from shortsci_bench.run import completed_record, run
 
         record = run(cfg, overrides)

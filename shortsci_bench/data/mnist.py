@@ -13,6 +13,7 @@ from shortsci_bench.data import mirror as mirror_mod
 from shortsci_bench.data import verify as unpacked_files
 from shortsci_bench.data.batches import EvalBatches, TrainStream, sharded_eval, train_stream
 from shortsci_bench.data.errors import DatasetMissingError, host_reachable
+from shortsci_bench.data.verify import mnist_files
 
 MNIST_HOST = "ossci-datasets.s3.amazonaws.com"  # torchvision's first mirror
 MNIST_FILES = "train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte"
@@ -48,12 +49,6 @@ def load_mnist(
         raise DatasetMissingError(
             "MNIST", where, MNIST_FILES, f"(download failed: {exc})"
         ) from None
-
-
-def mnist_files(root: str | Path) -> list[Path]:
-    """The four idx files torchvision's MNIST reads."""
-    raw = Path(root) / "MNIST" / "raw"
-    return [raw / name.strip() for name in MNIST_FILES.split(",")]
 
 
 def to_tensors(ds: MNIST, binarize: bool = False) -> tuple[torch.Tensor, torch.Tensor]:

@@ -14,6 +14,7 @@ import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from shortsci_bench.data.errors import DataCorruptError
 
@@ -112,3 +113,33 @@ def check(name: str, root: Path, files: Iterable[Path], fix: str = "") -> dict[s
             except OSError:
                 pass  # a read-only data folder: the check still ran, only the cache is lost
     return out
+
+
+MNIST_RAW = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+# Datamodules whose files are known without importing them (torch): checked by the command
+# line before the heavy imports. Others are checked when they load, seconds later.
+_MNIST_MODULES = (
+    "shortsci_bench.data.mnist.MNISTDataModule",
+    "shortsci_bench.data.sequential_mnist.SequentialMNISTDataModule",
+)
+
+
+def mnist_files(root: str | Path) -> list[Path]:
+    """The four idx files torchvision's MNIST reads."""
+    return [Path(root) / "MNIST" / "raw" / name for name in MNIST_RAW]
+
+
+def check_before_imports(dataset_cfg: Any) -> None:
+    """Verify the files a run's dataset will read, when its datamodule is one known here
+    and the files are there (missing files are the loader's to unpack or report)."""
+    if not dataset_cfg or dataset_cfg.get("_target_") not in _MNIST_MODULES:
+        return
+    root = Path(str(dataset_cfg.get("root") or "data"))
+    files = mnist_files(root)
+    if all(f.is_file() for f in files):
+        check("mnist", root, files)
