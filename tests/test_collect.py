@@ -849,3 +849,19 @@ def test_terminal_view_is_one_line_per_claim_with_filters(dirs, capsys, monkeypa
     assert "a_claim_with" in out and " val " not in out
     assert main([*args, "--all"]) == 0
     assert "skipped" in capsys.readouterr().out
+
+
+def test_wandb_failure_is_one_line_with_the_fix(dirs, monkeypatch, capsys):
+    import shortsci_bench.collect.wandb_sync as ws
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError("api_key not configured (no-tty)\nlong traceback follows")
+
+    monkeypatch.setattr(ws, "push_verdicts", refuse)
+    runs, exps = dirs
+    write_claims(exps, "toy_paper", [value_claim()], experiments=[EXP])
+    code = main(
+        ["--runs", str(runs), "--experiments-dir", str(exps), "--wandb", "--format", "json"]
+    )
+    err = capsys.readouterr().err
+    assert code == 2 and "wandb login" in err and "long traceback" not in err

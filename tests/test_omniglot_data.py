@@ -10,9 +10,9 @@ import torch
 
 from shortsci_bench.data import mirror as mirror_mod
 from shortsci_bench.data import omniglot as O
+from shortsci_bench.data.batches import GeneratedSteps
 from shortsci_bench.data.episodes import (
     PINNED_SHA256,
-    StepStream,
     check_pinned,
     episode_batch,
     gather_sequences,
@@ -159,14 +159,14 @@ def test_episode_sizes_and_labels(way, shot, queries):
 
 def test_sampler_is_determined_by_the_seed():
     images = torch.randint(0, 255, (40, 20, 8, 8), dtype=torch.uint8)
-    a = StepStream(lambda g: episode_batch(images, 5, 1, 2, 2, g), steps=6, seed=3)
-    b = StepStream(lambda g: episode_batch(images, 5, 1, 2, 2, g), steps=6, seed=3)
-    c = StepStream(lambda g: episode_batch(images, 5, 1, 2, 2, g), steps=6, seed=4)
+    a = GeneratedSteps(lambda g: episode_batch(images, 5, 1, 2, 2, g), steps=6, seed=3)
+    b = GeneratedSteps(lambda g: episode_batch(images, 5, 1, 2, 2, g), steps=6, seed=3)
+    c = GeneratedSteps(lambda g: episode_batch(images, 5, 1, 2, 2, g), steps=6, seed=4)
     first = [x["query"] for x in a]
     assert all(torch.equal(x, y["query"]) for x, y in zip(first, b))
     assert not torch.equal(first[0], next(iter(c))["query"])
     assert not torch.equal(first[0], first[1])
-    resumed = StepStream(a.build, steps=6, seed=3, start_step=lambda: 4)  # as after a restart
+    resumed = GeneratedSteps(a.build, steps=6, seed=3, start_step=lambda: 4)  # as after a restart
     assert torch.equal(next(iter(resumed))["query"], first[4])
 
 

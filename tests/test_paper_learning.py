@@ -31,7 +31,7 @@ def test_every_experiment_is_checked_or_says_why():
 def _params():
     for name, exp in CHECKED.items():
         check = exp.learning_check
-        marks = [pytest.mark.slow]
+        marks = [pytest.mark.slow, pytest.mark.timeout(1500)]
         if check.why:
             marks.append(pytest.mark.xfail(strict=True, reason=check.why))
         yield pytest.param(name, marks=marks, id=name)

@@ -16,8 +16,8 @@ from __future__ import annotations
 import lightning as L
 import torch
 
-from shortsci_bench.data.batches import start_at_global_step
-from shortsci_bench.data.sequences import Batch, FixedBatches, GeneratedStream, pad_sequences
+from shortsci_bench.data.batches import GeneratedSteps, start_at_global_step
+from shortsci_bench.data.sequences import Batch, FixedBatches, pad_sequences
 
 PLUS, END = 10, 11
 N_INPUT_SYMBOLS = 12
@@ -91,9 +91,9 @@ class AdditionDataModule(L.LightningDataModule):
             self.n_test, torch.Generator().manual_seed(self.eval_seed + 1)
         )
 
-    def train_dataloader(self) -> GeneratedStream:
+    def train_dataloader(self) -> GeneratedSteps:
         trainer = self.trainer
-        return GeneratedStream(
+        return GeneratedSteps(
             lambda g: make_batch(self._pairs(self.batch_size, g)),
             self.steps,
             self.seed,

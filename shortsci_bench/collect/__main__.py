@@ -241,7 +241,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.wandb:
         from shortsci_bench.collect.wandb_sync import push_verdicts
 
-        push_verdicts(collection)
+        try:
+            push_verdicts(collection)
+        except Exception as exc:  # wandb's own errors (no login, no network) are long
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            print(
+                f"error: wandb refused the upload ({first}); run `wandb login` (or set "
+                "WANDB_MODE=offline and sync later with scripts/wandb_sync.sh)",
+                file=sys.stderr,
+            )
+            return 2
     return status
 
 

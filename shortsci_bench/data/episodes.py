@@ -5,7 +5,7 @@
 - Label streams (Santoro et al., ICML 2016, section 4): `way` classes x `instances` drawings
   in random order, labels 0..way-1 given to the classes at random within each episode.
 - Training episodes are a function of (seed, global step), so a resumed run sees the same
-  episodes (`StepStream`). Evaluation episodes are pinned: drawn from `EVAL_SEED` and the
+  episodes (`GeneratedSteps`). Evaluation episodes are pinned: drawn from `EVAL_SEED` and the
   setting alone, never from the run's seed, so every model is scored on the same episodes;
   `index_sha256` fingerprints them for the run record.
 
@@ -205,7 +205,6 @@ def mean_ci95(values: torch.Tensor) -> tuple[float, float]:
 # `steps` training batches; batch i is `build(generator seeded by (seed, i))`. Like
 # `TrainStream`, it starts at the trainer's global step on each `iter()`, so a resumed run
 # continues with exactly the episodes an uninterrupted run would have drawn.
-StepStream = GeneratedSteps
 
 
 class PinnedEpisodes:

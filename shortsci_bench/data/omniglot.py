@@ -48,10 +48,10 @@ import torchvision.transforms.v2.functional as TF
 from PIL import Image
 from torchvision.datasets import Omniglot
 
-from shortsci_bench.data.episodes import EVAL_SEED, PinnedEpisodes, PinnedSequences, StepStream, check_pinned, episode_batch, index_sha256, parse_setting, pinned_episodes, pinned_sequences, sequence_batch
+from shortsci_bench.data.episodes import EVAL_SEED, PinnedEpisodes, PinnedSequences, check_pinned, episode_batch, index_sha256, parse_setting, pinned_episodes, pinned_sequences, sequence_batch
 from shortsci_bench.data import mirror as mirror_mod
 from shortsci_bench.data import verify as unpacked_files
-from shortsci_bench.data.batches import TrainStream, start_at_global_step
+from shortsci_bench.data.batches import GeneratedSteps, TrainStream, start_at_global_step
 from shortsci_bench.data.errors import DatasetMissingError, host_reachable
 from shortsci_bench.data.mirror import unpacker
 
@@ -472,7 +472,7 @@ class OmniglotDataModule(L.LightningDataModule):
             def build(g: torch.Generator):
                 return sequence_batch(images, self.way, self.instances, self.episodes_per_step, g)
 
-        return StepStream(build, self.steps, self.seed, start_step=self._start_step())
+        return GeneratedSteps(build, self.steps, self.seed, start_step=self._start_step())
 
     def val_dataloader(self):
         dev = self._device()

@@ -52,7 +52,6 @@ class SequenceStream(ShuffledSteps):
 
 
 # Freshly generated batches: batch i = make(generator seeded by (seed, i)).
-GeneratedStream = GeneratedSteps
 
 
 class FixedBatches:
