@@ -76,6 +76,9 @@ def register_resolvers() -> None:
     if not OmegaConf.has_resolver("csv"):
         # `${csv:${oc.dict.keys:arms}}` -> "bn,plain", the form a sweep's params take
         OmegaConf.register_new_resolver("csv", lambda items: ",".join(str(i) for i in items))
+    if not OmegaConf.has_resolver("shortsci_help"):
+        # conf/config.yaml's hydra.help.template: `--help` lists the experiments
+        OmegaConf.register_new_resolver("shortsci_help", registry.help_text)
     if not OmegaConf.has_resolver("paper_searchpath"):
         # conf/config.yaml's hydra.searchpath: every paper's conf/ folder, found, not listed
         OmegaConf.register_new_resolver("paper_searchpath", registry.searchpath)

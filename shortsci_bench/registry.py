@@ -237,6 +237,34 @@ def searchpath() -> list[str]:
     return [f"file://{p}" for p in paper_conf_dirs()]
 
 
+def help_text() -> str:
+    """`python -m shortsci_bench --help`: how to run, then every experiment with its paper,
+    arms (default first) and tiers with their expected runtimes."""
+    lines = [
+        "shortsci_bench: runnable, checkable reproductions of paper summaries.",
+        "",
+        "  python -m shortsci_bench +experiment=NAME [tier=smoke|quick|paper] [arm=ARM] [seed=N]",
+        "  python -m shortsci_bench -m +experiment=NAME +sweep=claims tier=quick   # every arm x 3 seeds",
+        "  python -m shortsci_bench.collect                                       # verdicts",
+        "",
+        "== Experiments (registry: python -m shortsci_bench.registry) ==",
+    ]
+    for name, exp in experiments().items():
+        arms = [exp.default_arm, *(a for a in exp.arms if a != exp.default_arm)]
+        lines.append(f"{name}  [experiments/{exp.paper}/]  arms: {', '.join(arms)}")
+        for tier in exp.tiers.values():
+            lines.append(f"    {tier.name}: {tier.runtime}")
+    lines += [
+        "",
+        "A setting changed on the command line makes the run a variant (tier~custom-<hash>),",
+        "judged apart from the tier. `--cfg job` prints the composed config.",
+        "",
+        "== Config groups ==",
+        "$APP_CONFIG_GROUPS",
+    ]
+    return "\n".join(lines)
+
+
 def main() -> int:
     """`python -m shortsci_bench.registry`: every experiment with its paper, arms and tiers."""
     for name, exp in experiments().items():

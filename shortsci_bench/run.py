@@ -285,6 +285,7 @@ def _train(cfg: DictConfig, tier: str, chash: str, run_dir: Path, threads: int) 
     t0 = time.perf_counter()
     started = provenance.now()
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    _say(f"resolved config saved: {run_dir / 'config.yaml'} (print it: --cfg job --resolve)")
     ckpt_dir = run_dir / "checkpoints"
     ckpt_dir.mkdir(exist_ok=True)
     ckpt = ckpt_dir / CHECKPOINT

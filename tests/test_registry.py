@@ -93,3 +93,19 @@ def test_a_misspelt_claim_field_is_named():
         "bn_learns_faster', field arm: batchnorm_mnist has no arm 'bnn'" in p for p in problems
     )
     assert any("declares no metric 'test/acc_maen'" in p for p in problems)
+
+
+def test_help_lists_every_experiment_with_arms_and_tiers():
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "shortsci_bench", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    for name, exp in registry.experiments().items():
+        assert name in out.stdout and exp.default_arm in out.stdout
+    assert "== Config groups ==" in out.stdout and "dataset:" in out.stdout
