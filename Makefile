@@ -47,9 +47,12 @@ format: install ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-demo: install data ## run batchnorm_mnist at the quick tier (both arms, 3 seeds) and print the verdicts
+demo: install data ## run batchnorm_mnist at the quick tier (both arms, 3 seeds); print your verdicts, then the published ones
 	$(BIN)/python -m shortsci_bench -m +experiment=batchnorm_mnist +sweep=claims tier=quick
-	$(BIN)/python -m shortsci_bench.collect --experiment batchnorm_mnist
+	@echo "== Verdicts from YOUR runs (quick tier: claims about the paper's result are indicative) =="
+	$(BIN)/python -m shortsci_bench.collect --experiment batchnorm_mnist --runs-only
+	@echo "== Verdicts from the published records (experiments/batch_normalization/results/) =="
+	$(BIN)/python -m shortsci_bench.collect --experiment batchnorm_mnist --runs experiments/batch_normalization/results
 	@echo "Run records: $$(find runs/batchnorm_mnist -name result.json -path '*quick*' | sort | tr '\n' ' ')"
 
 bench: install data ## print the benchmarks' ratios against their baselines
