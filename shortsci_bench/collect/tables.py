@@ -21,6 +21,7 @@ VERDICT_STYLE = {
     "not_reproduced": "bold red",
     "inconclusive": "yellow",
     "not_attempted": "magenta",
+    "not_checkable": "magenta",
     "not_run": "dim",
     "indicative": "cyan",
 }

@@ -29,6 +29,7 @@ COLOURS = {
     "not_reproduced": "#cf222e",
     "inconclusive": "#bf8700",
     "not_attempted": "#8250df",
+    "not_checkable": "#8250df",
     "not_run": "#6e7781",
     "indicative": "#0969da",
 }
