@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import platform
@@ -82,8 +83,10 @@ def source_hash(repo: Path = REPO) -> str:
     return _source_digest(entries)
 
 
+@functools.lru_cache(maxsize=64)
 def source_hash_at(commit: str, repo: Path = REPO) -> str | None:
-    """The same hash for the files of `commit` (None when git does not know it)."""
+    """The same hash for the files of `commit` (None when git does not know it); cached,
+    since publishing asks it once per record and records share a few commits."""
     try:
         out = subprocess.run(
             ["git", "ls-tree", "-r", commit, "--", *SOURCE_PATHS],
