@@ -8,7 +8,7 @@ DATA_STAMP := data/.mnist/.mirror-stamp.json
 export PYTHONUNBUFFERED := 1
 export WANDB_MODE ?= offline
 
-.PHONY: help install data test test-slow lint format demo bench report clean
+.PHONY: help install data test test-slow lint format demo bench report report-check clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -62,6 +62,9 @@ bench: install data ## print the benchmarks' ratios against their baselines
 
 report: install ## write report/index.html from all runs and published results
 	$(BIN)/python -m shortsci_bench.collect --format html --out report/
+
+report-check: report ## look at the report in headless Chromium at 1280 px (needs `apt-get install chromium`)
+	$(BIN)/python -m shortsci_bench.report.browser report/
 
 clean: ## remove runs/, report/ (not data/ or .venv/)
 	rm -rf runs report

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
+import shutil
 
 import pytest
 
 from shortsci_bench.collect.__main__ import main
 from shortsci_bench.collect.synthetic import claim, make_record, write_claims, write_run
+from shortsci_bench.report.browser import find_chromium, measure, screenshot
 from shortsci_bench.report.curves import arm_curve
 
 pytest.importorskip("matplotlib")
@@ -156,7 +159,7 @@ def test_report_without_any_runs(tmp_path):
         == 0
     )
     index = (tmp_path / "r" / "index.html").read_text()
-    assert ">not_run<" in index and "0 run records" in index
+    assert ">not_run<" in index and "0 distinct run records" in index
 
 
 def test_arm_curve_mean_and_band():
@@ -175,3 +178,78 @@ def test_arm_curve_mean_and_band():
     assert (c.low, c.high) == ([1.0, 3.0], [3.0, 5.0])
     assert c.n_seeds == 3
     assert arm_curve("a", recs, "missing") is None
+
+
+def _html(runs, exps, out) -> str:
+    args = ["--runs", *map(str, runs), "--experiments-dir", str(exps)]
+    assert main([*args, "--format", "html", "--out", str(out)]) == 0
+    return (out / "index.html").read_text()
+
+
+def test_index_leads_with_findings(report_inputs):
+    runs, exps, out = report_inputs
+    index = _html([runs], exps, out)
+    # Summary (counts by verdict and tier, then the forest plot) before any paper.
+    summary = index.index("<h2>Summary</h2>")
+    findings = index.index("<h2>Papers with verdicts")
+    assert summary < index.index("class='summary'") < findings
+    forest = re.search(r"<img alt='forest plot of (\d+) judged claims' src='data:image/png", index)
+    assert forest and int(forest.group(1)) == 1  # a_beats_b: the only judged claim with seeds
+    assert summary < forest.start() < findings
+    # The paper with a verdict comes before the one that was only run on stub data.
+    assert index.index("id='curve_paper'") < index.index("id='stub_paper'")
+    # Each claim shows its verbatim quote and source, not only our restatement.
+    assert "&ldquo;quote for a_beats_b&rdquo;" in index and "000_synthetic.txt:1" in index
+
+
+def test_a_published_copy_of_a_run_counts_once(report_inputs, tmp_path):
+    runs, exps, out = report_inputs
+    once = _html([runs], exps, out)
+    n = int(re.search(r"from (\d+) distinct run records", once).group(1))
+    assert n == 9
+    copy = tmp_path / "published"
+    shutil.copytree(runs, copy)  # the same records, as `--publish` would copy them
+    twice = _html([runs, copy], exps, tmp_path / "report2")
+    assert f"from {n} distinct run records" in twice
+    page = (tmp_path / "report2" / "experiment-curves_exp.html").read_text()
+    assert "3 completed" in page and "6 completed" not in page
+
+
+@pytest.mark.skipif(
+    find_chromium() is None and not os.environ.get("CI"),
+    reason="no Chromium here (CI installs it: apt-get install chromium)",
+)
+def test_report_pages_fit_1280_px_in_chromium(report_inputs, tmp_path):
+    """Looked at in a real browser: no page scrolls sideways at 1280 px, every image is
+    embedded and shows, and a screenshot is taken. Long words and long rules are the usual
+    cause of overflow, so one claim carries both."""
+    runs, exps, out = report_inputs
+    long = "x" * 300
+    write_claims(
+        exps,
+        "long_paper",
+        [
+            claim(
+                "long_words",
+                "ordering",
+                experiment=EXP,
+                metric="test/acc",
+                better={"arm": "a"},
+                worse={"arm": "b"},
+                tiers=["quick"],
+                any_scale="a synthetic claim " + long,
+                statement="a statement with an unbroken word " + long,
+                quote="a quote " + long,
+            )
+        ],
+        experiments=[EXP],
+    )
+    _html([runs], exps, out)
+    for page in ("index.html", "experiment-curves_exp.html", "experiment-stub_exp.html"):
+        m = measure(out / page, width=1280)
+        assert not m.overflows, f"{page} is {m.scroll_width} px wide at {m.client_width}"
+        assert m.external == 0 and m.images >= 1, (page, m)
+    png = screenshot(out / "index.html", tmp_path / "index.png", width=1280, height=900)
+    head = png.read_bytes()[:24]
+    assert head[:8] == b"\x89PNG\r\n\x1a\n"
+    assert int.from_bytes(head[16:20], "big") == 1280  # IHDR width

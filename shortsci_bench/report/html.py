@@ -20,6 +20,7 @@ from shortsci_bench.collect.tables import (
 )
 from shortsci_bench.collect.verdicts import VERDICTS, ClaimResult, Verdict, fmt
 from shortsci_bench.report.curves import arm_curve, draw_curves, history_metrics, png_data_uri
+from shortsci_bench.report.forest import draw_forest, forest_row
 
 if TYPE_CHECKING:
     from shortsci_bench.collect import Collection
@@ -35,18 +36,34 @@ COLOURS = {
 }
 
 CSS = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #1f2328; }
-table { border-collapse: collapse; width: 100%; margin: 0.5em 0 1.5em; font-size: 0.85em; }
-th, td { border: 1px solid #d0d7de; padding: 4px 6px; vertical-align: top; text-align: left; }
+body { font-family: system-ui, sans-serif; margin: 1.5em auto; max-width: 1240px; padding: 0 12px;
+       color: #1f2328; }
+table { border-collapse: collapse; width: 100%; margin: 0.5em 0 1.5em; font-size: 0.85em;
+        table-layout: fixed; }
+th, td { border: 1px solid #d0d7de; padding: 4px 6px; vertical-align: top; text-align: left;
+         overflow-wrap: break-word; }
 th { background: #f6f8fa; }
 tr.indicative td { color: #57606a; background: #fbfcfd; }
 .badge { color: white; padding: 1px 6px; border-radius: 8px; white-space: nowrap; font-size: 0.9em; }
 .scaled { color: #9a6700; font-weight: 600; }
 .stub { color: #cf222e; font-weight: 600; }
 .muted { color: #57606a; font-size: 0.9em; }
-img { max-width: 100%; border: 1px solid #d0d7de; margin: 4px; }
-.figs { display: flex; flex-wrap: wrap; }
+blockquote { margin: 4px 0 2px; padding: 0 0 0 8px; border-left: 3px solid #d0d7de;
+             color: #57606a; font-style: italic; }
+details > summary { cursor: pointer; color: #0969da; }
+img { max-width: 100%; border: 1px solid #d0d7de; margin: 4px 0; }
+.figs { display: flex; flex-wrap: wrap; gap: 4px; }
+.figs img { max-width: 49%; }
+code { overflow-wrap: anywhere; }
+table.summary { width: auto; table-layout: auto; }
+table.summary td { text-align: right; }
 """
+
+# Column widths of the claims table: it must fit 1280 px without scrolling sideways.
+CLAIM_COLS = (
+    "<colgroup><col style='width:36%'><col style='width:10%'><col style='width:11%'>"
+    "<col style='width:17%'><col style='width:4%'><col style='width:22%'></colgroup>"
+)
 
 
 def _e(text: object) -> str:
@@ -76,44 +93,150 @@ def _page_name(experiment: str) -> str:
     return f"experiment-{experiment}.html"
 
 
-def _verdict_rows(result: ClaimResult, pages: set[str] = frozenset()) -> str:
-    """Table rows of a claim's verdict and its indicative rows; `pages` = experiments with a page."""
+def _claim_index(collection: Collection) -> dict[tuple[str, str], object]:
+    """(paper slug, claim id) -> the claim as registered (for its quote and source)."""
+    return {(p.slug, c.id): c for p in collection.papers for c in p.claims}
+
+
+def _quote_html(claim) -> str:
+    if claim is None:
+        return ""
+    src = claim.source
+    where = (
+        f"{src.file}:{src.line}" if src.kind == "summary" else f"paper, {src.where} {src.evidence}"
+    )
+    return f"<blockquote>&ldquo;{_e(claim.quote)}&rdquo;</blockquote><span class='muted'>{_e(where)}</span>"
+
+
+def _verdict_rows(
+    result: ClaimResult, pages: set[str] = frozenset(), claim: object | None = None
+) -> str:
+    """Table rows of a claim's verdict and its indicative rows; `pages` = experiments with a page.
+
+    The first cell holds the claim: id, our statement, the verbatim quote and its source;
+    the rule and the run counts are folded so the table fits the page."""
     rows = []
-    for v in result.rows():
+    for i, v in enumerate(result.rows()):
         cls = "" if v.judged else " class='indicative'"
-        claim = _e(v.claim) if v.judged else f"&#8627; {_e(v.claim)}"
         exp = v.experiment or ""
         if exp in pages:
             exp = f"<a href='{_e(_page_name(exp))}'>{_e(exp)}</a>"
+        if i == 0:  # the claim's own row (its verdict may itself be only indicative)
+            first = (
+                f"<b>{_e(v.claim)}</b> <span class='muted'>({_e(v.kind)}; {exp or 'no experiment'})"
+                f"</span><br>{_e(result.statement)}{_quote_html(claim)}"
+            )
+        else:
+            first = f"&#8627; {_e(v.claim)} <span class='muted'>(indicative)</span>"
+        estimate = _e(estimate_text(v))
+        if v.target:
+            estimate += f"<br><span class='muted'>target {_e(v.target)}</span>"
+        if v.gap is not None:
+            estimate += f"<br><span class='muted'>gap {_e(fmt(v.gap))}</span>"
+        folded = ""
+        if v.rule or v.counts_text:
+            folded = (
+                f"<details><summary>rule, runs</summary><span class='muted'>{_e(v.rule)}"
+                f"<br>runs: {_e(v.counts_text)}</span></details>"
+            )
         rows.append(
-            f"<tr{cls}><td>{claim}</td>"
-            f"<td>{_e(result.statement) if v.judged else ''}</td>"
-            f"<td>{_e(v.kind)}</td><td>{exp}</td><td>{_tier_cell(v)}</td>"
-            f"<td>{_badge(v.verdict)}</td><td>{_e(estimate_text(v))}</td>"
-            f"<td>{_e(v.target)}</td><td>{_e(fmt(v.gap) if v.gap is not None else '')}</td>"
-            f"<td>{v.n or ''}</td><td>{_e(v.why)}</td><td class='muted'>{_e(v.rule)}</td>"
-            f"<td class='muted'>{_e(v.counts_text)}</td></tr>"
+            f"<tr{cls}><td>{first}</td><td>{_tier_cell(v)}</td>"
+            f"<td>{_badge(v.verdict)}</td><td>{estimate}</td>"
+            f"<td>{v.n or ''}</td><td>{_e(v.why)}{folded}</td></tr>"
         )
     return "\n".join(rows)
 
 
 CLAIM_HEAD = (
-    "<tr><th>claim</th><th>statement</th><th>kind</th><th>experiment</th><th>tier</th>"
-    "<th>verdict</th><th>estimate [CI]</th><th>target</th><th>gap</th><th>n</th>"
-    "<th>why</th><th>rule</th><th>runs</th></tr>"
+    CLAIM_COLS + "<tr><th>claim: statement, quote, source</th><th>tier</th><th>verdict</th>"
+    "<th>estimate [CI]</th><th>n</th><th>why</th></tr>"
 )
+
+# The verdicts a paper is listed under "findings" for: something was run and judged.
+RAN = ("reproduced", "not_reproduced", "inconclusive", "indicative")
+
+
+def _summary_table(collection: Collection) -> str:
+    """Claims counted by verdict (rows) and the tier that verdict is at (columns)."""
+    counts: dict[tuple[str, str], int] = {}
+    tiers: set[str] = set()
+    for r in collection.results:
+        tier = r.verdict.tier or "none"
+        tiers.add(tier)
+        counts[(r.verdict.verdict, tier)] = counts.get((r.verdict.verdict, tier), 0) + 1
+    order = sorted(tiers - {"none"}, key=lambda t: -TIER_RANK.get(t, -1)) + (
+        ["none"] if "none" in tiers else []
+    )
+    head = "".join(f"<th>{_e(t)}</th>" for t in order)
+    body = []
+    for verdict in VERDICTS:
+        row = [counts.get((verdict, t), 0) for t in order]
+        if sum(row):
+            cells = "".join(f"<td>{n or ''}</td>" for n in row)
+            body.append(f"<tr><th>{_badge(verdict)}</th>{cells}<td><b>{sum(row)}</b></td></tr>")
+    return (
+        f"<table class='summary'><tr><th>verdict \\ tier</th>{head}<th>all</th></tr>"
+        + "".join(body)
+        + "</table>"
+    )
+
+
+def _forest_html(collection: Collection, claims: dict) -> str:
+    rows = [
+        row
+        for r in collection.results
+        if (row := forest_row(r, claims.get((r.paper, r.claim)))) is not None
+    ]
+    if not rows:
+        return "<p class='muted'>No judged claim has an interval over seeds yet.</p>"
+    png = draw_forest(rows, COLOURS)
+    return (
+        f"<img alt='forest plot of {len(rows)} judged claims' src='{png_data_uri(png)}'>"
+        "<p class='muted'>Each judged claim's estimate and interval in units of its seed "
+        "standard deviation, measured from its decision boundary (target, margin or "
+        "threshold), with the claimed side to the right; green is where the whole interval "
+        "must lie for <i>reproduced</i>. The verdicts come from the rules, not the picture.</p>"
+    )
+
+
+def _paper_section(paper, results: list[ClaimResult], pages: set[str], claims: dict) -> str:
+    meta = paper.paper
+    status = (
+        "" if paper.status == "active" else f" &mdash; {_badge('not_attempted')} {_e(paper.reason)}"
+    )
+    sources = ", ".join(f"{s.file}:{s.line}" for s in paper.sources)
+    tally = _tally_html(results)
+    parts = [
+        f"<h3 id='{_e(paper.slug)}'>{_e(meta.title)}</h3>"
+        f"<p class='muted'>{_e(', '.join(meta.authors))} ({meta.year}){status}<br>"
+        f"slug <code>{_e(paper.slug)}</code>; summaries {_e(sources)}; experiments "
+        f"{_e(', '.join(paper.experiments) or 'none')}; {tally}</p>"
+    ]
+    if results:
+        body = "\n".join(_verdict_rows(r, pages, claims.get((r.paper, r.claim))) for r in results)
+        parts.append(f"<table>{CLAIM_HEAD}\n{body}</table>")
+    return "\n".join(parts)
+
+
+def _tally_html(results: list[ClaimResult]) -> str:
+    tally = {k: 0 for k in VERDICTS}
+    for r in results:
+        tally[r.verdict.verdict] += 1
+    return " ".join(f"{_badge(k)} {n}" for k, n in tally.items() if n) or "no claims"
 
 
 def index_html(collection: Collection) -> str:
-    """The index page: tally, legend, then every paper with its claims and evidence."""
-    tally = {k: 0 for k in VERDICTS}
-    for r in collection.results:
-        tally[r.verdict.verdict] += 1
-    tally_html = " ".join(f"{_badge(k)} {n}" for k, n in tally.items() if n)
-    runs = sum(len(g.runs) for g in collection.groups.values())
+    """The index page: findings first (counts by verdict and tier, a forest plot of the
+    judged claims), then the papers with verdicts, then the papers not yet run (folded)."""
+    runs = sum(len(g.runs) for g in collection.groups.values())  # copies counted once
+    claims = _claim_index(collection)
     parts = [
         "<h1>shortsci_bench: claims and verdicts</h1>",
-        f"<p>{len(collection.results)} claims from {runs} run records. {tally_html}</p>",
+        f"<p>{len(collection.results)} claims from {runs} distinct run records "
+        f"(a published copy of a local run counts once). {_tally_html(collection.results)}</p>",
+        "<h2>Summary</h2>",
+        _summary_table(collection),
+        _forest_html(collection, claims),
         "<p class='muted'>Verdicts rest on a Student-t interval of the mean over seeds "
         "(paired by seed for orderings). Tiers <span class='scaled'>smoke</span> and "
         "<span class='scaled'>quick</span> are scaled-down versions of the paper's setting; "
@@ -131,28 +254,39 @@ def index_html(collection: Collection) -> str:
     pages = set(exps)
     if exps:
         links = ", ".join(f"<a href='{_e(_page_name(x))}'>{_e(x)}</a>" for x in exps)
-        parts.append(f"<p>Experiments with runs: {links}</p>")
+        parts.append(f"<p>Experiment pages (curves, aggregates): {links}</p>")
     by_paper: dict[str, list[ClaimResult]] = {}
     for r in collection.results:
         by_paper.setdefault(r.paper, []).append(r)
-    for paper in collection.papers:
-        results = by_paper.get(paper.slug, [])
-        meta = paper.paper
-        status = (
-            ""
-            if paper.status == "active"
-            else f" &mdash; {_badge('not_attempted')} {_e(paper.reason)}"
+
+    def ran(paper) -> int:
+        return sum(r.verdict.verdict in RAN for r in by_paper.get(paper.slug, []))
+
+    def decided(paper) -> int:
+        return sum(r.verdict.verdict in RAN[:3] for r in by_paper.get(paper.slug, []))
+
+    # Papers with judged verdicts first, then those with only indicative estimates.
+    with_findings = sorted(
+        (p for p in collection.papers if ran(p)), key=lambda p: (-decided(p), -ran(p), p.slug)
+    )
+    rest = [p for p in collection.papers if not ran(p)]
+    parts.append(f"<h2>Papers with verdicts ({len(with_findings)})</h2>")
+    parts.extend(_paper_section(p, by_paper.get(p.slug, []), pages, claims) for p in with_findings)
+    if rest:
+        parts.append(f"<h2>Papers not run yet ({len(rest)})</h2>")
+        items = "".join(
+            f"<li><a href='#{_e(p.slug)}'>{_e(p.paper.title)}</a> "
+            f"<span class='muted'>({len(p.claims)} claims; {_e(p.reason or 'no runs yet')})"
+            "</span></li>"
+            for p in rest
         )
-        sources = ", ".join(f"{s.file}:{s.line}" for s in paper.sources)
+        sections = "\n".join(
+            _paper_section(p, by_paper.get(p.slug, []), pages, claims) for p in rest
+        )
         parts.append(
-            f"<h2 id='{_e(paper.slug)}'>{_e(meta.title)}</h2>"
-            f"<p class='muted'>{_e(', '.join(meta.authors))} ({meta.year}){status}<br>"
-            f"slug <code>{_e(paper.slug)}</code>; summaries {_e(sources)}; experiments "
-            f"{_e(', '.join(paper.experiments) or 'none')}</p>"
+            f"<ul>{items}</ul><details><summary>their claims ({sum(len(p.claims) for p in rest)})"
+            f"</summary>{sections}</details>"
         )
-        if results:
-            body = "\n".join(_verdict_rows(r, pages) for r in results)
-            parts.append(f"<table>{CLAIM_HEAD}\n{body}</table>")
     return _page("shortsci_bench report", "\n".join(parts))
 
 
@@ -255,12 +389,14 @@ def experiment_html(collection: Collection, experiment: str) -> str:
         f"<a href='index.html#{_e(p.slug)}'>{_e(p.paper.title)}</a>" for p in papers
     )
     results = [r for r in collection.results if r.verdict.experiment == experiment]
+    claims = _claim_index(collection)
     parts = [
         "<p><a href='index.html'>&larr; all claims</a></p>",
         f"<h1>Experiment <code>{_e(experiment)}</code></h1>",
         f"<p>Papers: {paper_links or 'none listed'}</p>",
         "<h2>Claims</h2>",
-        f"<table>{CLAIM_HEAD}\n{''.join(_verdict_rows(r) for r in results)}</table>"
+        f"<table>{CLAIM_HEAD}\n"
+        f"{''.join(_verdict_rows(r, claim=claims.get((r.paper, r.claim))) for r in results)}</table>"
         if results
         else "<p>No claims use this experiment.</p>",
         "<h2>What these runs are</h2>",
