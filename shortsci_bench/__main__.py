@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -42,6 +43,20 @@ def _stop_sweep_here() -> None:
     )
 
 
+def _note_job(cfg: DictConfig, record, seconds: float) -> None:
+    """In a sweep, this job's line of the end-of-sweep summary (shortsci_bench.sweep_summary)."""
+    if not _in_sweep():
+        return
+    from shortsci_bench import config
+    from shortsci_bench.run import RECORD_NAME, run_dir_for
+    from shortsci_bench.sweep_summary import note_job
+
+    hc = HydraConfig.get()
+    status = "skipped" if record is None else record.status
+    where = run_dir_for(cfg, config.config_hash(cfg)) / RECORD_NAME
+    note_job(hc.runtime.output_dir, status, str(where), seconds, " ".join(hc.overrides.task))
+
+
 def _in_sweep() -> bool:
     from hydra.types import RunMode
 
@@ -75,7 +90,9 @@ def main(cfg: DictConfig) -> float | None:
         check_before_imports(cfg.get("dataset"))  # and so does a damaged data file
         from shortsci_bench.run import completed_record, run
 
+        t0 = time.perf_counter()
         record = run(cfg, overrides)
+        _note_job(cfg, record, time.perf_counter() - t0)
     except (ConfigError, DatasetMissingError, DataCorruptError, RegistryError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
@@ -87,8 +104,8 @@ def main(cfg: DictConfig) -> float | None:
             file=sys.stderr,
         )
         sys.exit(1)
-    if record is not None and record.status == "failed":
-        sys.exit(1)
+    if record is not None and record.status == "failed" and not _in_sweep():
+        sys.exit(1)  # in a sweep the others go on; the summary at its end exits 1
     if record is not None and record.status == "interrupted":
         _stop_sweep_here()
         sys.exit(EXIT_INTERRUPTED)

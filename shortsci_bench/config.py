@@ -28,6 +28,7 @@ _UNHASHED = (
     "runs_dir",
     "force",
     "threads",
+    "print_config",
     "logger",
     "tiers",
     "arms",

@@ -20,7 +20,7 @@ import lightning as L
 import torch
 from filelock import FileLock, Timeout
 from hydra.utils import instantiate
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, ProgressBar
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
@@ -144,12 +144,19 @@ class KillAtStep(Callback):
             os.kill(os.getpid(), self.sig)
 
 
-def _progress_bar(setting: Any) -> list[Callback]:
-    interactive = sys.stdout.isatty() and not os.environ.get("CI")
-    if setting is True or (setting == "auto" and interactive):
-        from lightning.pytorch.callbacks import RichProgressBar
+def _interactive() -> bool:
+    return sys.stdout.isatty() and not os.environ.get("CI")
 
-        return [RichProgressBar()]
+
+def _progress_bar(setting: Any, cfg: DictConfig | None = None) -> list[Callback]:
+    """A step bar with loss and the run's first metric (shortsci_bench.progress) on an
+    interactive terminal, or when asked for; none in CI logs."""
+    if setting is True or (setting == "auto" and _interactive()):
+        from shortsci_bench.progress import StepProgressBar
+
+        label = f"{cfg.name} {cfg.arm} seed {cfg.seed}" if cfg is not None else ""
+        metrics = list((cfg.get("metrics") or {}).keys()) if cfg is not None else []
+        return [StepProgressBar(label, metrics)]
     return []
 
 
@@ -286,6 +293,11 @@ def _train(cfg: DictConfig, tier: str, chash: str, run_dir: Path, threads: int) 
     started = provenance.now()
     (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     _say(f"resolved config saved: {run_dir / 'config.yaml'} (print it: --cfg job --resolve)")
+    shown = cfg.get("print_config", "auto")
+    if shown is True or (shown == "auto" and _interactive()):
+        from shortsci_bench.progress import print_config_tree
+
+        print_config_tree(cfg, run_dir)
     ckpt_dir = run_dir / "checkpoints"
     ckpt_dir.mkdir(exist_ok=True)
     ckpt = ckpt_dir / CHECKPOINT
@@ -303,22 +315,25 @@ def _train(cfg: DictConfig, tier: str, chash: str, run_dir: Path, threads: int) 
     attempts = _attempts(run_dir, resumed=resume is not None) if not _ddp_child() else ["logs"]
 
     L.seed_everything(int(cfg.seed), workers=True, verbose=False)
-    datamodule = instantiate(cfg.dataset)
-    task = build_task(cfg)
+    try:
+        datamodule = instantiate(cfg.dataset)
+        task = build_task(cfg)
+    except (DatasetMissingError, DataCorruptError, config.ConfigError):
+        raise
+    except Exception as exc:  # a model or data that cannot be built is a failed run, recorded
+        return _record_build_failure(cfg, tier, chash, run_dir, threads, exc, t0, started)
     saver = ResumeCheckpoint(ckpt, chash)
     stopper = StopOnSignal(saver)
     callbacks: list[Callback] = [
         saver,
         stopper,
-        *_progress_bar(cfg.trainer.get("enable_progress_bar", "auto")),
+        *_progress_bar(cfg.trainer.get("enable_progress_bar", "auto"), cfg),
     ]
     debug = cfg.get("debug") or {}
     if debug.get("kill_at_step"):
         callbacks.append(KillAtStep(int(debug.kill_at_step), debug.get("kill_signal") or "SIGKILL"))
     trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
-    trainer_kwargs["enable_progress_bar"] = any(
-        cb.__class__.__name__ == "RichProgressBar" for cb in callbacks
-    )
+    trainer_kwargs["enable_progress_bar"] = any(isinstance(cb, ProgressBar) for cb in callbacks)
     trainer = L.Trainer(
         **trainer_kwargs,
         logger=_loggers(cfg, run_dir, attempts[-1]),
@@ -399,4 +414,44 @@ def _train(cfg: DictConfig, tier: str, chash: str, run_dir: Path, threads: int) 
         for k, v in sorted(record.metrics.items()):
             shown = f"{v:.6g}" if v is not None else f"null ({record.nonfinite[f'metrics.{k}']})"
             _say(f"  {k} = {shown}" + (" (stub)" if record.stub else ""))
+    return record
+
+
+def _record_build_failure(cfg, tier, chash, run_dir, threads, exc, t0, started) -> RunRecord:
+    """The record of a run whose model, task or data could not even be built (say, a
+    negative init scale): `failed`, with the error, so a sweep reports it and goes on."""
+    error = "".join(traceback.format_exception_only(exc)).strip()
+    _say(f"run failed before training: {error}")
+    if os.environ.get("SHORTSCI_RAISE"):
+        raise exc
+    commit, dirty = provenance.git_state()
+    record = RunRecord(
+        experiment=str(cfg.name),
+        arm=str(cfg.arm),
+        tier=tier,
+        variant=cfg.get("variant"),
+        settings_hash=config.settings_hash(cfg),
+        seed=int(cfg.seed),
+        config_hash=chash,
+        status="failed",
+        wall_time_s=time.perf_counter() - t0,
+        notes=list(config.tier_info(cfg).get("notes") or []),
+        error=error,
+        provenance=Provenance(
+            config=OmegaConf.to_container(cfg, resolve=True),
+            command=provenance.command_line(),
+            git_commit=commit,
+            git_dirty=dirty,
+            source_hash=provenance.source_hash(),
+            versions=provenance.versions(),
+            device=provenance.device_description(),
+            hostname=provenance.hostname(),
+            started_at=started,
+            finished_at=provenance.now(),
+            threads=threads,
+        ),
+    )
+    if not _ddp_child():
+        path = write_record(run_dir, record)
+        _say(f"failed: {path}")
     return record

@@ -136,3 +136,15 @@ def test_ddp_two_cpu_processes_write_one_record(tmp_path):
     assert rec["provenance"]["config"]["trainer"]["strategy"] == "ddp"
     assert out.stdout.count("completed:") == 1  # written once, by rank zero
     assert 0.0 < rec["metrics"]["test/acc"] <= 1.0
+
+
+def test_a_failed_job_does_not_stop_the_sweep_and_the_summary_names_it(tmp_path):
+    args = [*BASE, "-m", "model.init_std=-1,0.1", "trainer.max_steps=20", f"runs_dir={tmp_path}"]
+    out = subprocess.run(args, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 1, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "sweep: 2 jobs in " in out.stdout and ": 1 completed, 1 failed" in out.stdout
+    assert "failed: " in out.stdout and "model.init_std=-1" in out.stdout
+    statuses = sorted(r["status"] for r in _records(tmp_path))
+    assert statuses == ["completed", "failed"]  # the failed run has its record too
+    again = subprocess.run(args, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600)
+    assert ": 2 skipped" in again.stdout  # both are final: neither runs again

@@ -66,6 +66,9 @@ class RunRecord(BaseModel):
     stub: bool = False  # trained on stand-in data (e.g. the TIMIT stub): never a verdict
     notes: list[str] = Field(default_factory=list)  # e.g. "quick tier uses 14x14 images"
     error: str | None = None
+    # Set on records of `python -m shortsci_bench.evaluate` (a checkpoint scored, no
+    # training): checkpoint path, sha256, step. Those are written apart from result.json.
+    evaluation: dict[str, Any] | None = None
     provenance: Provenance
 
 
