@@ -151,39 +151,37 @@ def _tally_text(tally: dict[str, int]) -> str:
 
 
 def print_list(entries: list[dict[str, Any]]) -> None:
+    """Two lines a paper (slug, year, status, claims and verdicts; then the title, its
+    summaries and experiments), papers with experiments first: readable at 80 columns,
+    no word split (`--format json` has every field)."""
     from rich.console import Console
-    from rich.table import Table
+    from rich.markup import escape
+    from rich.padding import Padding
 
-    table = Table(title=f"{len(entries)} papers")
-    for col in (
-        "paper",
-        "title",
-        "year",
-        "status",
-        "summaries",
-        "experiments",
-        "claims",
-        "verdicts",
-    ):
-        table.add_column(col, overflow="fold")
-    for e in entries:
-        status = e["status"] if e["status"] == "active" else f"[magenta]{e['status']}[/]"
-        table.add_row(
-            e["slug"],
-            e["title"],
-            str(e["year"]),
-            status,
-            " ".join(s["id"] for s in e["summaries"]),
-            " ".join(e["experiments"]),
-            str(len(e["claims"])),
-            _tally_text(e["verdicts"]),
-        )
-    Console().print(table)
+    console = Console()
+    active = [e for e in entries if e["status"] == "active"]
+    rest = [e for e in entries if e["status"] != "active"]
+    console.print(
+        f"[bold]{len(entries)} papers[/]: {len(active)} with experiments, {len(rest)} not attempted"
+    )
+    for group in (active, rest):
+        console.print()
+        for e in group:
+            status = e["status"] if e["status"] == "active" else f"[magenta]{e['status']}[/]"
+            console.print(
+                f"[bold]{escape(e['slug'])}[/] ({e['year']}) {status}: {len(e['claims'])} claims, "
+                f"{_tally_text(e['verdicts'])}"
+            )
+            where = " ".join(s["id"] for s in e["summaries"])
+            exps = " ".join(e["experiments"])
+            more = f"summaries {where}" + (f"; experiments {exps}" if exps else "")
+            console.print(Padding(f"[dim]{escape(e['title'])} ({escape(more)})[/]", (0, 0, 0, 2)))
 
 
 def print_paper(e: dict[str, Any]) -> None:
     from rich.console import Console
-    from rich.table import Table
+    from rich.markup import escape
+    from rich.padding import Padding
 
     console = Console()
     console.print(f"[bold]{e['title']}[/] ({e['slug']})")
@@ -193,29 +191,30 @@ def print_paper(e: dict[str, Any]) -> None:
     for s in e["summaries"]:
         console.print(f"summary {s['ref']}" + (f": {s['excerpt']}" if s.get("excerpt") else ""))
     console.print(f"experiments: {', '.join(e['experiments']) or 'none'}")
-    table = Table(title="claims (verdicts from published results)")
-    for col in ("claim", "statement", "source", "tier", "verdict", "estimate [CI]", "n", "why"):
-        # Verdicts stay whole; long texts take the spare width.
-        table.add_column(
-            col,
-            overflow="fold",
-            no_wrap=col in ("verdict", "n"),
-            ratio=2 if col in ("statement", "why") else None,
-        )
+    # One block per claim, not a table: it reads at any terminal width and never splits a
+    # word. The first line is the verdict; then our statement, the summary's own words
+    # (verbatim, with file and line) and why.
+    console.print(f"\n[bold]claims[/] ({len(e['claims'])}; verdicts from published results)")
     for c in e["claims"]:
         v = c.get("verdict") or {}
         name = v.get("verdict", "")
-        table.add_row(
-            c["id"],
-            c["statement"],
-            c["source_id"],
-            tier_label(v.get("tier"), v.get("stub", False)),
-            f"[{VERDICT_STYLE.get(name, '')}]{name}[/]" if name else "",
-            interval_text(v.get("estimate"), v.get("ci_low"), v.get("ci_high")),
-            str(v.get("n") or ""),
-            v.get("why", ""),
-        )
-    console.print(table)
+        head = [f"[bold]{escape(c['id'])}[/]"]
+        if v.get("tier"):
+            head.append(escape(f"[{tier_label(v.get('tier'), v.get('stub', False))}]"))
+        if name:
+            head.append(f"[{VERDICT_STYLE.get(name, '')}]{name}[/]")
+        estimate = interval_text(v.get("estimate"), v.get("ci_low"), v.get("ci_high"))
+        if v.get("estimate") is not None:
+            head.append(escape(f"{estimate} n={v.get('n') or 0}"))
+        console.print("\n" + " ".join(head))
+        lines = [
+            escape(c["statement"]),
+            f"[italic]\u201c{escape(c['quote'])}\u201d[/] ({escape(c['source_id'])})",
+        ]
+        if v.get("why"):
+            lines.append(f"[dim]why: {escape(v['why'])}[/]")
+        for line in lines:
+            console.print(Padding(line, (0, 0, 0, 2)))  # wrapped lines keep the indent
 
 
 def _warn(warnings: list[str]) -> None:

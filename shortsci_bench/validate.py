@@ -43,6 +43,16 @@ def unknown_keys(argv: Sequence[str]) -> str | None:
     are what is checked); sweeps over groups and Hydra's own keys are left to Hydra.
     """
     args = [a for a in argv if not a.startswith("-") and "=" in a]
+    for arg in args:
+        key, value = arg.split("=", 1)
+        if key.lstrip("+") in ("sweep.seeds", "sweep.arms") and "," in value:
+            # Hydra would sweep over the preset's own list as well as over seed/arm: every
+            # run several times (the preset's keys are not settings, so the copies collide).
+            what = "seed" if key.endswith("seeds") else "arm"
+            return (
+                f"`{arg}` sweeps over the preset itself and repeats every job: write "
+                f"`{what}={value}` (it replaces the preset's {what}s)"
+            )
     groups, values = [], []
     for arg in args:
         key = arg.split("=", 1)[0]

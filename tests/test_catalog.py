@@ -72,6 +72,8 @@ def test_show_json_and_table(exps, capsys):
     assert main(["show", "alpha", "--experiments-dir", str(exps)]) == 0
     out = capsys.readouterr().out
     assert "Alpha paper" in out and "reproduced" in out
+    # each claim shows the summary's own words beside our statement, with file and line
+    assert "\u201cquote for skipped\u201d" in out
 
 
 def test_show_unknown_paper_suggests(exps, capsys):

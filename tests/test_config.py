@@ -135,3 +135,25 @@ def test_a_changed_setting_makes_a_variant_not_the_tier():
     assert seed1.variant == changed.variant
     assert config.settings_hash(seed1) == config.settings_hash(changed)
     assert config.config_hash(seed1) != config.config_hash(changed)
+
+
+def test_launch_mode_does_not_change_a_runs_identity():
+    """A job of `+sweep=claims` is the same run as the single command for its arm and seed:
+    a sweep after single runs (or the reverse) skips what is done."""
+    single = compose_cfg(["+experiment=batchnorm_mnist", "tier=quick", "arm=plain", "seed=1"])
+    swept = compose_cfg(
+        ["+experiment=batchnorm_mnist", "+sweep=claims", "tier=quick", "arm=plain", "seed=1"]
+    )
+    assert config.config_hash(single) == config.config_hash(swept)
+
+
+def test_sweeping_the_presets_own_lists_is_refused_with_the_fix():
+    from shortsci_bench.validate import unknown_keys
+
+    msg = unknown_keys(["-m", "+experiment=batchnorm_mnist", "+sweep=claims", "sweep.seeds=0,1"])
+    assert msg is not None and "write `seed=0,1`" in msg and "\n" not in msg
+    msg = unknown_keys(["-m", "+experiment=batchnorm_mnist", "+sweep=claims", "sweep.arms=bn"])
+    assert msg is None  # one value is no sweep
+    assert unknown_keys(["-m", "+experiment=batchnorm_mnist", "+sweep=claims", "seed=0,1"]) is None
+    bad = unknown_keys(["+experiment=batchnorm_mnist", "trainer.max_stpes=3"])
+    assert bad is not None and "trainer.max_steps" in bad
