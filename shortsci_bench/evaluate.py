@@ -42,10 +42,9 @@ def evaluate(ckpt: str | Path, out: str | Path | None = None, threads: int | Non
     from omegaconf import OmegaConf
 
     from shortsci_bench import config
-    from shortsci_bench.run import build_task, quiet_known_noise
+    from shortsci_bench.run import build_task, quiet_known_noise, run_provenance
     from shortsci_bench.runs import checkpoints, provenance
     from shortsci_bench.runs.record import (
-        Provenance,
         RunRecord,
         read_record,
         strict,
@@ -97,7 +96,6 @@ def evaluate(ckpt: str | Path, out: str | Path | None = None, threads: int | Non
         trained = read_record(run_dir / "result.json")
     except ValueError:
         trained = None
-    commit, dirty = provenance.git_state()
     record = RunRecord(
         experiment=str(cfg.name),
         arm=str(cfg.arm),
@@ -118,18 +116,10 @@ def evaluate(ckpt: str | Path, out: str | Path | None = None, threads: int | Non
             "training_record": str(run_dir / "result.json") if trained else None,
             "training_status": trained.status if trained else None,
         },
-        provenance=Provenance(
-            config=OmegaConf.to_container(cfg, resolve=True),
-            command=provenance.command_line(),
-            git_commit=commit,
-            git_dirty=dirty,
-            source_hash=provenance.source_hash(),
-            versions=provenance.versions(),
-            device=provenance.device_description(),
-            hostname=provenance.hostname(),
+        provenance=run_provenance(
+            cfg,
+            started,
             data=datamodule.provenance() if hasattr(datamodule, "provenance") else {},
-            started_at=started,
-            finished_at=provenance.now(),
         ),
     )
     record = strict(record)

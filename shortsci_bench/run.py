@@ -371,7 +371,6 @@ def _train(cfg: DictConfig, tier: str, chash: str, run_dir: Path, threads: int) 
         if os.environ.get("SHORTSCI_RAISE"):
             raise
 
-    commit, dirty = provenance.git_state()
     data_prov = datamodule.provenance() if hasattr(datamodule, "provenance") else {}
     record = RunRecord(
         experiment=str(cfg.name),
@@ -389,18 +388,10 @@ def _train(cfg: DictConfig, tier: str, chash: str, run_dir: Path, threads: int) 
         notes=list(config.tier_info(cfg).get("notes") or [])
         + [str(n) for n in data_prov.get("notes", [])],  # e.g. "stub data: ..." from the dataset
         error=error,
-        provenance=Provenance(
-            config=OmegaConf.to_container(cfg, resolve=True),
-            command=provenance.command_line(),
-            git_commit=commit,
-            git_dirty=dirty,
-            source_hash=provenance.source_hash(),
-            versions=provenance.versions(),
-            device=provenance.device_description(),
-            hostname=provenance.hostname(),
+        provenance=run_provenance(
+            cfg,
+            started,
             data=data_prov,
-            started_at=started,
-            finished_at=provenance.now(),
             threads=threads,
             resumed_from=str(resume) if resume else None,
             attempts=attempts,
@@ -424,7 +415,6 @@ def _record_build_failure(cfg, tier, chash, run_dir, threads, exc, t0, started) 
     _say(f"run failed before training: {error}")
     if os.environ.get("SHORTSCI_RAISE"):
         raise exc
-    commit, dirty = provenance.git_state()
     record = RunRecord(
         experiment=str(cfg.name),
         arm=str(cfg.arm),
@@ -437,21 +427,28 @@ def _record_build_failure(cfg, tier, chash, run_dir, threads, exc, t0, started) 
         wall_time_s=time.perf_counter() - t0,
         notes=list(config.tier_info(cfg).get("notes") or []),
         error=error,
-        provenance=Provenance(
-            config=OmegaConf.to_container(cfg, resolve=True),
-            command=provenance.command_line(),
-            git_commit=commit,
-            git_dirty=dirty,
-            source_hash=provenance.source_hash(),
-            versions=provenance.versions(),
-            device=provenance.device_description(),
-            hostname=provenance.hostname(),
-            started_at=started,
-            finished_at=provenance.now(),
-            threads=threads,
-        ),
+        provenance=run_provenance(cfg, started, threads=threads),
     )
     if not _ddp_child():
         path = write_record(run_dir, record)
         _say(f"failed: {path}")
     return record
+
+
+def run_provenance(cfg: DictConfig, started: str, **extra: Any) -> Provenance:
+    """Where a record came from, as of now: the resolved config, the command, the git
+    state and source hash, versions, device, host, and `extra` (data, threads, ...)."""
+    commit, dirty = provenance.git_state()
+    return Provenance(
+        config=OmegaConf.to_container(cfg, resolve=True),
+        command=provenance.command_line(),
+        git_commit=commit,
+        git_dirty=dirty,
+        source_hash=provenance.source_hash(),
+        versions=provenance.versions(),
+        device=provenance.device_description(),
+        hostname=provenance.hostname(),
+        started_at=started,
+        finished_at=provenance.now(),
+        **extra,
+    )
