@@ -146,3 +146,58 @@ def feature_statistics(features: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     """Mean and covariance (unbiased) of an (n, d) feature matrix, in float64."""
     f = features.detach().cpu().double().numpy()
     return f.mean(axis=0), np.cov(f, rowvar=False)
+
+
+# --- codes of a latent-code GAN (InfoGAN) ---------------------------------------------
+
+
+def best_assignment(score: np.ndarray) -> tuple[np.ndarray, float]:
+    """The one-to-one assignment of rows to columns of a square `score` matrix with the
+    largest total (e.g. clusters to digit labels, from their co-occurrence counts): exact,
+    by dynamic programming over subsets of columns (n 2^n steps: fine for n <= 16; no
+    scipy at run time). Returns (column of each row, total)."""
+    score = np.asarray(score, dtype=np.float64)
+    n = score.shape[0]
+    if score.shape != (n, n) or n > 16:
+        raise ValueError(f"need a square matrix of side <= 16, got {score.shape}")
+    full = 1 << n
+    best = np.full(full, -np.inf)
+    best[0] = 0.0
+    choice = np.zeros(full, dtype=np.int64)
+    for mask in range(full):
+        if best[mask] == -np.inf:
+            continue
+        row = bin(mask).count("1")  # rows are assigned in order
+        if row == n:
+            continue
+        for col in range(n):
+            if not mask >> col & 1:
+                nxt, value = mask | 1 << col, best[mask] + score[row, col]
+                if value > best[nxt]:
+                    best[nxt], choice[nxt] = value, col
+    cols, mask = np.empty(n, dtype=np.int64), full - 1
+    for row in range(n - 1, -1, -1):
+        cols[row] = choice[mask]
+        mask &= ~(1 << cols[row])
+    return cols, float(best[full - 1])
+
+
+def permuted_accuracy(clusters, labels, k: int = 10) -> float:
+    """Accuracy of `clusters` (0..k-1) as a classifier of `labels` (0..k-1) under the best
+    one-to-one mapping of clusters to labels (InfoGAN's "matching each category in c1 to a
+    digit type")."""
+    clusters, labels = np.asarray(clusters), np.asarray(labels)
+    counts = np.zeros((k, k))
+    np.add.at(counts, (clusters, labels), 1)
+    _, matched = best_assignment(counts)
+    return matched / len(labels)
+
+
+def categorical_mi_lower_bound(log_q: torch.Tensor, codes: torch.Tensor) -> float:
+    """InfoGAN's variational lower bound on I(c; G(z, c)) for a uniform k-way code:
+    H(c) + E log Q(c | x) = log k + mean of `log_q` (n, k log-probabilities of Q) at the
+    codes that made each sample. At most log k; equal to the mutual information when Q is
+    the true posterior."""
+    k = log_q.shape[1]
+    picked = log_q.gather(1, codes.long().reshape(-1, 1))
+    return math.log(k) + float(picked.double().mean())
