@@ -1,0 +1,1 @@
+"""Evaluation shared by experiments: sample quality of generative models (`samples`)."""
