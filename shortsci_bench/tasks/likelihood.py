@@ -11,7 +11,8 @@ al. (2016) with K samples, -log (1/K) sum_k p(x, z_k) / q(z_k | x), recorded wit
 The model contract for `LikelihoodTask`: `model.nll(x)` returns the per-example training
 loss in nats (exact NLL for autoregressive models and flows, negative ELBO for VAEs);
 optionally `model.eval_terms(x)` returns per-example tensors (nats unless their name says
-otherwise) summed over the evaluation set, and `model.test_terms(x)` the same for the final
+otherwise), `nll` among them, from one pass (so a stochastic bound and its parts agree),
+averaged over the evaluation set, and `model.test_terms(x)` the same for the final
 test pass only (costlier estimates: importance sampling, inverse checks). Terms whose name
 ends in `_max` are maxima over examples instead of means.
 """
@@ -94,9 +95,10 @@ class LikelihoodTask(HarnessTask):
                 for (x,) in loader:
                     x = x.to(self.device)
                     dims = x[0].numel()
-                    terms = {"nll": self.model.nll(x)}
-                    if hasattr(self.model, "eval_terms"):
-                        terms.update(self.model.eval_terms(x))
+                    if hasattr(self.model, "eval_terms"):  # one pass for nll and its parts
+                        terms = self.model.eval_terms(x)
+                    else:
+                        terms = {"nll": self.model.nll(x)}
                     if final and hasattr(self.model, "test_terms"):
                         terms.update(self.model.test_terms(x))
                     for name, v in terms.items():
