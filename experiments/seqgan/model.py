@@ -119,3 +119,63 @@ class CNNDiscriminator(nn.Module):
         t = torch.sigmoid(self.highway_t(f))
         f = t * torch.relu(self.highway_h(f)) + (1 - t) * f
         return self.out(self.drop(f)).squeeze(-1)
+
+
+@torch.no_grad()
+def mc_rewards(
+    gen: LSTMLanguageModel,
+    disc: CNNDiscriminator,
+    seqs: torch.Tensor,
+    n_rollouts: int,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """SeqGAN's action values Q(Y_{1:t-1}, y_t), (n, T): for t < T the mean of D(real) over
+    `n_rollouts` completions of the prefix Y_{1:t} sampled from G; for t = T, D(Y)."""
+    n, t_len = seqs.shape
+    was_training = disc.training
+    disc.eval()
+    q = torch.zeros(n, t_len)
+    for t in range(1, t_len):
+        prefix = seqs[:, :t].repeat(n_rollouts, 1)
+        full = gen.rollout(prefix, generator)
+        q[:, t - 1] = torch.sigmoid(disc(full)).view(n_rollouts, n).mean(0)
+    q[:, -1] = torch.sigmoid(disc(seqs))
+    disc.train(was_training)
+    return q
+
+
+def policy_gradient_loss(gen: LSTMLanguageModel, seqs: torch.Tensor, q: torch.Tensor):
+    """-mean over sequences of sum_t log G(y_t | Y_{1:t-1}) Q_t (REINFORCE, no baseline, as
+    in the paper)."""
+    n, t_len = seqs.shape
+    state = gen._init_state(n)
+    inp = gen.start.expand(n, -1)
+    total = torch.zeros(n)
+    for t in range(t_len):
+        logits, state = gen.step_logits(inp, state)
+        logp = torch.log_softmax(logits, -1).gather(1, seqs[:, t : t + 1]).squeeze(1)
+        total = total + logp * q[:, t]
+        inp = gen.embed(seqs[:, t])
+    return -total.mean()
+
+
+class SeqGANModels(nn.Module):
+    """The oracle (fixed, seeded), the generator G and the discriminator D of one run."""
+
+    def __init__(
+        self,
+        vocab: int = 5000,
+        length: int = 20,
+        embed: int = 32,
+        hidden: int = 32,
+        oracle_seed: int = 0,
+        d_embed: int = 64,
+        d_filters: int = 16,
+        d_dropout: float = 0.25,
+    ):
+        super().__init__()
+        self.oracle = oracle(vocab, embed, hidden, length, oracle_seed)
+        self.generator = LSTMLanguageModel(vocab, embed, hidden, length)
+        self.discriminator = CNNDiscriminator(
+            vocab, d_embed, widths=(2, 3, 4, 5), filters=d_filters, dropout=d_dropout
+        )
