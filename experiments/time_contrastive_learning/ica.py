@@ -4,14 +4,14 @@
 - `fastica`: symmetric FastICA (Hyvärinen 1999) with the log-cosh contrast (g = tanh),
   on whitened data, from a seeded random orthogonal start.
 - `matched_correlation`: the mean absolute Pearson correlation between estimated and true
-  components after the best one-to-one matching (Hungarian algorithm), the measure of
-  Hyvärinen & Morioka (NIPS 2016), Section 5.
+  components after the best one-to-one matching (Hungarian algorithm, `best_assignment`,
+  written out: scipy is only a development dependency), the measure of Hyvärinen & Morioka
+  (NIPS 2016), Section 5.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 
 def whiten(x: np.ndarray, n_components: int | None = None, eps: float = 1e-12):
@@ -69,10 +69,53 @@ def correlation_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return a.T @ b / len(a)
 
 
+def best_assignment(cost: np.ndarray) -> np.ndarray:
+    """The column assigned to each row that minimises the total cost of a square matrix:
+    the Hungarian algorithm with potentials (shortest augmenting paths), O(n^3)."""
+    n = cost.shape[0]
+    if cost.shape != (n, n):
+        raise ValueError(f"need a square cost matrix, got {cost.shape}")
+    inf = float("inf")
+    u, v = np.zeros(n + 1), np.zeros(n + 1)  # row and column potentials (1-based, 0 = none)
+    match = np.zeros(n + 1, dtype=int)  # match[j]: the row matched to column j
+    way = np.zeros(n + 1, dtype=int)
+    for i in range(1, n + 1):
+        match[0], j0 = i, 0
+        minv = np.full(n + 1, inf)
+        used = np.zeros(n + 1, dtype=bool)
+        while True:
+            used[j0] = True
+            i0, delta, j1 = match[j0], inf, 0
+            for j in range(1, n + 1):
+                if not used[j]:
+                    cur = cost[i0 - 1, j - 1] - u[i0] - v[j]
+                    if cur < minv[j]:
+                        minv[j], way[j] = cur, j0
+                    if minv[j] < delta:
+                        delta, j1 = minv[j], j
+            for j in range(n + 1):
+                if used[j]:
+                    u[match[j]] += delta
+                    v[j] -= delta
+                else:
+                    minv[j] -= delta
+            j0 = j1
+            if match[j0] == 0:
+                break
+        while j0:
+            j1 = way[j0]
+            match[j0] = match[j1]
+            j0 = j1
+    cols = np.zeros(n, dtype=int)
+    for j in range(1, n + 1):
+        cols[match[j] - 1] = j - 1
+    return cols
+
+
 def matched_correlation(estimated: np.ndarray, true: np.ndarray) -> tuple[float, np.ndarray]:
     """Mean |correlation| over the one-to-one matching of columns that maximises it, and the
     matched |correlations| (one per true component)."""
     c = np.abs(correlation_matrix(estimated, true))
-    rows, cols = linear_sum_assignment(-c)
-    matched = c[rows, cols][np.argsort(cols)]
+    cols = best_assignment(-c)
+    matched = c[np.arange(len(c)), cols][np.argsort(cols)]
     return float(matched.mean()), matched

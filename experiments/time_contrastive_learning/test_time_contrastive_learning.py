@@ -18,6 +18,7 @@ from experiments.time_contrastive_learning.data import (
     unmix,
 )
 from experiments.time_contrastive_learning.ica import (
+    best_assignment,
     correlation_matrix,
     fastica,
     matched_correlation,
@@ -94,6 +95,19 @@ def test_matched_correlation_equals_brute_force_over_permutations():
     brute = max(np.mean([c[p[j], j] for j in range(5)]) for p in itertools.permutations(range(5)))
     assert matched_correlation(est, true)[0] == pytest.approx(brute, abs=1e-12)
     assert np.allclose(np.diag(correlation_matrix(true, true)), 1.0)
+
+
+def test_best_assignment_equals_brute_force():
+    rng = np.random.default_rng(5)
+    for n in (1, 2, 4, 6):
+        for _ in range(20):
+            cost = rng.standard_normal((n, n))
+            cols = best_assignment(cost)
+            assert sorted(cols.tolist()) == list(range(n))
+            brute = min(
+                sum(cost[i, p[i]] for i in range(n)) for p in itertools.permutations(range(n))
+            )
+            assert cost[np.arange(n), cols].sum() == pytest.approx(brute, abs=1e-12)
 
 
 def test_networks_shapes():
