@@ -73,8 +73,17 @@ def main(cfg: DictConfig) -> float | None:
     try:
         check_values(cfg)  # before torch and Lightning are imported: a bad value costs < 1 s
         check_before_imports(cfg.get("dataset"))  # and so does a damaged data file
-        from shortsci_bench.run import completed_record, run
+        from shortsci_bench.run import completed_record, run, run_seeds
 
+        if cfg.get("seeds") is not None:  # several seeds in one process
+            records = run_seeds(cfg, overrides)
+            statuses = {r.status for r in records}
+            if "failed" in statuses:
+                sys.exit(1)
+            if "interrupted" in statuses:
+                _stop_sweep_here()
+                sys.exit(EXIT_INTERRUPTED)
+            return None
         record = run(cfg, overrides)
     except (ConfigError, DatasetMissingError, DataCorruptError, RegistryError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -102,8 +111,21 @@ def main(cfg: DictConfig) -> float | None:
     return None
 
 
+def seeds_as_list(argv: list[str]) -> list[str]:
+    """`seeds=0,1,2` means one process for the three seeds, not a sweep over them: Hydra
+    reads a bare comma list as a sweep, so it is passed on as the list `seeds=[0,1,2]`."""
+    out = []
+    for arg in argv:
+        key, eq, value = arg.partition("=")
+        if eq and key.lstrip("+") == "seeds" and not value.startswith("["):
+            arg = f"{key}=[{value}]"
+        out.append(arg)
+    return out
+
+
 def cli() -> None:
     """`python -m shortsci_bench`: unknown keys are caught before Hydra composes the run."""
+    sys.argv[1:] = seeds_as_list(sys.argv[1:])
     problem = unknown_keys(sys.argv[1:])
     if problem:
         print(f"error: {problem}", file=sys.stderr)
