@@ -560,7 +560,7 @@ def _train_batched(
     if problem:  # known only once the task is built: run the seeds one after another
         _say(f"seeds not batched: {problem}; running them one after another")
         return [_train(jobs[s][0], tier, jobs[s][1], jobs[s][2], threads) for s in seeds]
-    _say(f"seeds {seeds} batched in one process (stacked parameters, one vmapped step)")
+    _say(f"seeds {seeds} batched in one process (stacked parameters, one step for all)")
 
     how_step = "vmap" if cfg.get("seed_batching") == "vmap" else "auto"
     ensemble = seedbatch.SeedBatchTask(tasks, seeds, rngs, how=how_step)
