@@ -43,8 +43,9 @@ def _stop_sweep_here() -> None:
     )
 
 
-def _note_job(cfg: DictConfig, record, seconds: float) -> None:
-    """In a sweep, this job's line of the end-of-sweep summary (shortsci_bench.sweep_summary)."""
+def _note_job(cfg: DictConfig, record, seconds: float, status: str | None = None) -> None:
+    """In a sweep, this job's line of the end-of-sweep summary (shortsci_bench.sweep_summary);
+    `status` for a job of several seeds (`seeds=`), whose records are each in their folder."""
     if not _in_sweep():
         return
     from shortsci_bench import config
@@ -52,9 +53,12 @@ def _note_job(cfg: DictConfig, record, seconds: float) -> None:
     from shortsci_bench.sweep_summary import note_job
 
     hc = HydraConfig.get()
-    status = "skipped" if record is None else record.status
-    where = run_dir_for(cfg, config.config_hash(cfg)) / RECORD_NAME
-    note_job(hc.runtime.output_dir, status, str(where), seconds, " ".join(hc.overrides.task))
+    if status is None:
+        status = "skipped" if record is None else record.status
+        where = str(run_dir_for(cfg, config.config_hash(cfg)) / RECORD_NAME)
+    else:
+        where = f"{cfg.runs_dir}/{cfg.name}/{cfg.arm}/ (seeds {list(cfg.seeds)})"
+    note_job(hc.runtime.output_dir, status, where, seconds, " ".join(hc.overrides.task))
 
 
 def _in_sweep() -> bool:
@@ -88,9 +92,23 @@ def main(cfg: DictConfig) -> float | None:
     try:
         check_values(cfg)  # before torch and Lightning are imported: a bad value costs < 1 s
         check_before_imports(cfg.get("dataset"))  # and so does a damaged data file
-        from shortsci_bench.run import completed_record, run
+        from shortsci_bench.run import completed_record, run, run_seeds
 
         t0 = time.perf_counter()
+        if cfg.get("seeds") is not None:  # several seeds in one process
+            records = run_seeds(cfg, overrides)
+            statuses = {r.status for r in records}
+            worst = next(
+                (k for k in ("failed", "interrupted", "diverged", "completed") if k in statuses),
+                "skipped",
+            )
+            _note_job(cfg, None, time.perf_counter() - t0, status=worst)
+            if "failed" in statuses and not _in_sweep():
+                sys.exit(1)
+            if "interrupted" in statuses:
+                _stop_sweep_here()
+                sys.exit(EXIT_INTERRUPTED)
+            return None
         record = run(cfg, overrides)
         _note_job(cfg, record, time.perf_counter() - t0)
     except (ConfigError, DatasetMissingError, DataCorruptError, RegistryError) as exc:
@@ -119,8 +137,21 @@ def main(cfg: DictConfig) -> float | None:
     return None
 
 
+def seeds_as_list(argv: list[str]) -> list[str]:
+    """`seeds=0,1,2` means one process for the three seeds, not a sweep over them: Hydra
+    reads a bare comma list as a sweep, so it is passed on as the list `seeds=[0,1,2]`."""
+    out = []
+    for arg in argv:
+        key, eq, value = arg.partition("=")
+        if eq and key.lstrip("+") == "seeds" and not value.startswith("["):
+            arg = f"{key}=[{value}]"
+        out.append(arg)
+    return out
+
+
 def cli() -> None:
     """`python -m shortsci_bench`: unknown keys are caught before Hydra composes the run."""
+    sys.argv[1:] = seeds_as_list(sys.argv[1:])
     problem = unknown_keys(sys.argv[1:])
     if problem:
         print(f"error: {problem}", file=sys.stderr)

@@ -41,6 +41,9 @@ _UNHASHED = (
     "finalized",
     "optimized_metric",
     "variant",
+    "seeds",  # several seeds in one process: each seed's run keeps its single-run hash
+    "seed_batching",
+    "pack",
 )
 # devices and nodes stay in: under DDP the global batch is batch_size x devices.
 _UNHASHED_TRAINER = ("accelerator", "enable_progress_bar")
@@ -80,6 +83,11 @@ def register_resolvers() -> None:
     if not OmegaConf.has_resolver("shortsci_help"):
         # conf/config.yaml's hydra.help.template: `--help` lists the experiments
         OmegaConf.register_new_resolver("shortsci_help", registry.help_text)
+    if not OmegaConf.has_resolver("pack_jobs"):
+        # hydra/launcher=packed: jobs per GPU from its free memory and the cores (packing.py)
+        from shortsci_bench.packing import pack_jobs
+
+        OmegaConf.register_new_resolver("pack_jobs", pack_jobs)
     if not OmegaConf.has_resolver("paper_searchpath"):
         # conf/config.yaml's hydra.searchpath: every paper's conf/ folder, found, not listed
         OmegaConf.register_new_resolver("paper_searchpath", registry.searchpath)

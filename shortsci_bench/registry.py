@@ -92,6 +92,9 @@ class Experiment:
     metrics: dict[str, str]
     header: str = field(repr=False, default="")
     learning_check: LearningCheck | None = None
+    # whether `seeds=[...]` trains the seeds stacked in one process (shortsci_bench.seedbatch);
+    # `seed_batching: true` in the config, absent or false: one after another
+    seed_batching: bool = False
 
     @property
     def paper_dir(self) -> Path:
@@ -197,6 +200,7 @@ def read_experiment(path: Path) -> Experiment:
         metrics=metrics,
         header=_header(text),
         learning_check=check,
+        seed_batching=raw.get("seed_batching") is True,
     )
 
 

@@ -5,6 +5,9 @@
 
 from __future__ import annotations
 
+import copy
+import functools
+import hashlib
 import json
 import os
 import signal
@@ -22,7 +25,7 @@ from filelock import FileLock, Timeout
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import Callback, ProgressBar
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from shortsci_bench import config
 from shortsci_bench.data.errors import DataCorruptError, DatasetMissingError
@@ -154,7 +157,9 @@ def _progress_bar(setting: Any, cfg: DictConfig | None = None) -> list[Callback]
     if setting is True or (setting == "auto" and _interactive()):
         from shortsci_bench.progress import StepProgressBar
 
-        label = f"{cfg.name} {cfg.arm} seed {cfg.seed}" if cfg is not None else ""
+        seeds = cfg.get("seeds") if cfg is not None else None
+        which = f"seeds {','.join(map(str, seeds))}" if seeds is not None else f"seed {cfg.seed}"
+        label = f"{cfg.name} {cfg.arm} {which}" if cfg is not None else ""
         metrics = list((cfg.get("metrics") or {}).keys()) if cfg is not None else []
         return [StepProgressBar(label, metrics)]
     return []
@@ -371,6 +376,31 @@ def _train(cfg: DictConfig, tier: str, chash: str, run_dir: Path, threads: int) 
         if os.environ.get("SHORTSCI_RAISE"):
             raise
 
+    return _write_record(
+        cfg, tier, chash, run_dir, threads, task, datamodule, trainer, status, error,
+        t0=t0, started=started, resume=resume, attempts=attempts,
+    )  # fmt: skip
+
+
+def _write_record(
+    cfg: DictConfig,
+    tier: str,
+    chash: str,
+    run_dir: Path,
+    threads: int,
+    task,
+    datamodule,
+    trainer: L.Trainer,
+    status: str,
+    error: str | None,
+    *,
+    t0: float,
+    started: str,
+    resume: Path | None,
+    attempts: list[str],
+    seed_batch: dict[str, Any] | None = None,
+) -> RunRecord:
+    """Build the run's record from its task and datamodule, write it (rank zero), say it."""
     data_prov = datamodule.provenance() if hasattr(datamodule, "provenance") else {}
     record = RunRecord(
         experiment=str(cfg.name),
@@ -395,6 +425,7 @@ def _train(cfg: DictConfig, tier: str, chash: str, run_dir: Path, threads: int) 
             threads=threads,
             resumed_from=str(resume) if resume else None,
             attempts=attempts,
+            seed_batch=seed_batch,
         ),
     )
     record = strict(record)  # non-finite values as null plus `nonfinite`, as written
@@ -452,3 +483,219 @@ def run_provenance(cfg: DictConfig, started: str, **extra: Any) -> Provenance:
         finished_at=provenance.now(),
         **extra,
     )
+
+
+# --- several seeds in one process (shortsci_bench.seedbatch) -----------------------------
+
+
+def seed_config(cfg: DictConfig, seed: int) -> DictConfig:
+    """The finalized config of one seed of a `seeds=[...]` run: the single run's config
+    (`seeds` and `seed_batching` are not in the hash, so the config hash is the same)."""
+    one = copy.deepcopy(cfg)
+    with open_dict(one):
+        one.seed = int(seed)
+    return one
+
+
+def run_seeds(cfg: DictConfig, overrides: Sequence[str] = ()) -> list[RunRecord]:
+    """Train the seeds `cfg.seeds` of one arm; return the records written (skipped seeds
+    have none). Each seed has its own lock, skip-if-done and record, as a single run; the
+    seeds left to run train stacked in one process when the experiment batches (else, or
+    for a seed with a single run's checkpoint to resume, one after another)."""
+    from shortsci_bench import seedbatch
+
+    quiet_known_noise()
+    tier, why = config.finalize(cfg, overrides)
+    threads = config.cpu_threads(cfg.get("threads", "auto"))
+    torch.set_num_threads(threads)
+    seeds = [int(s) for s in cfg.seeds]
+    _say(
+        f"{cfg.name} arm={cfg.arm} seeds={seeds}: tier `{tier}` ({why}); "
+        f"expected runtime per seed {config.tier_info(cfg).get('runtime', 'not stated')}"
+    )
+    if cfg.get("variant"):
+        _say(f"settings differ from tier `{tier}`: recorded as variant `{cfg.variant}`")
+    jobs: dict[int, tuple[DictConfig, str, Path]] = {}
+    locks: list[FileLock] = []
+    try:
+        for seed in seeds:
+            one = seed_config(cfg, seed)
+            chash = config.config_hash(one)
+            run_dir = run_dir_for(one, chash)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            lock = FileLock(str(run_dir / ".lock"))
+            try:
+                lock.acquire(timeout=0)
+            except Timeout:
+                _say(f"seed {seed}: another process is running it ({run_dir}); skipping")
+                continue
+            locks.append(lock)
+            if not cfg.get("force", False) and done_record(one) is not None:
+                _say(f"seed {seed}: already done: {run_dir / RECORD_NAME}")
+                continue
+            checkpoints.clean_stray_temps(run_dir)
+            jobs[seed] = (one, chash, run_dir)
+        # A seed whose single run left a checkpoint resumes from it, as a single run.
+        alone = [s for s in jobs if (jobs[s][2] / "checkpoints" / CHECKPOINT).exists()]
+        stacked = [s for s in jobs if s not in alone]
+        problem = seedbatch.batching_problem(cfg)
+        if len(stacked) < 2 or problem:
+            if problem and len(stacked) > 1:
+                _say(f"seeds not batched: {problem}; running them one after another")
+            alone, stacked = list(jobs), []
+        records = []
+        if stacked:
+            records += _train_batched(cfg, tier, {s: jobs[s] for s in stacked}, threads)
+        for seed in alone:
+            one, chash, run_dir = jobs[seed]
+            _say(f"seed {seed}: {'resuming its single run' if seed in stacked else 'single run'}")
+            records.append(_train(one, tier, chash, run_dir, threads))
+        return records
+    finally:
+        for lock in locks:
+            lock.release()
+
+
+def _batch_dir(cfg: DictConfig, seeds: Sequence[int]) -> tuple[Path, str]:
+    """The folder of a batch's checkpoint, and the hash its checkpoint must carry: the
+    settings (equal for every seed) and the seeds."""
+    settings = config.settings_hash(cfg)
+    tier = f"{cfg.tier}~{cfg.variant}" if cfg.get("variant") else str(cfg.tier)
+    name = f"batch-s{'-'.join(str(s) for s in seeds)}-{settings[:8]}"
+    key = hashlib.sha256(f"{settings}:{list(seeds)}".encode()).hexdigest()[:16]
+    return Path(cfg.runs_dir) / str(cfg.name) / str(cfg.arm) / tier / name, key
+
+
+def _log_to(loggers: list, task, metrics: dict, **_: Any) -> None:
+    """A seed's `log_dict` in a batched run: straight to its own loggers."""
+    for logger in loggers:
+        logger.log_metrics(dict(metrics), step=task.global_step)
+
+
+def _train_batched(
+    cfg: DictConfig, tier: str, jobs: dict[int, tuple[DictConfig, str, Path]], threads: int
+) -> list[RunRecord]:
+    from shortsci_bench import seedbatch
+
+    t0 = time.perf_counter()
+    started = provenance.now()
+    seeds = sorted(jobs)
+    batch_dir, key = _batch_dir(cfg, seeds)
+    ckpt_dir = batch_dir / "checkpoints"
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    checkpoints.clean_stray_temps(batch_dir)
+    ckpt = ckpt_dir / CHECKPOINT
+    if cfg.get("force", False) and ckpt.exists() and all(done_record(j[0]) for j in jobs.values()):
+        ckpt.unlink()  # every seed finished: forced, they run again from scratch
+        checkpoints.sidecar(ckpt).unlink(missing_ok=True)
+    if ckpt.exists() and (why := checkpoints.problem(ckpt, key)):
+        aside = checkpoints.move_aside(ckpt)
+        _say(f"checkpoint {ckpt} not resumed: {why}; moved aside to {aside.name}")
+    resume = ckpt if ckpt.exists() else None
+    if resume:
+        _say(f"resuming seeds {seeds} from {resume}")
+
+    tasks, datamodules, rngs, attempts, loggers = [], [], [], {}, {}
+    on_gpu = str(cfg.trainer.get("accelerator")) in ("gpu", "cuda") or (
+        str(cfg.trainer.get("accelerator")) == "auto" and torch.cuda.is_available()
+    )
+    for seed in seeds:
+        one, chash, run_dir = jobs[seed]
+        (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(one, resolve=True))
+        attempts[seed] = _attempts(run_dir, resumed=resume is not None)
+        # exactly the single run's order: seed, datamodule, task (the initialisation)
+        L.seed_everything(seed, workers=True, verbose=False)
+        datamodules.append(instantiate(one.dataset))
+        task = build_task(one)
+        rngs.append(seedbatch.SeedRNG(cuda=on_gpu))  # where the single run's training starts
+        loggers[seed] = _loggers(one, run_dir, attempts[seed][-1])
+        tasks.append(task)
+    problem = seedbatch.batching_problem(cfg, tasks[0])
+    if problem:  # known only once the task is built: run the seeds one after another
+        _say(f"seeds not batched: {problem}; running them one after another")
+        return [_train(jobs[s][0], tier, jobs[s][1], jobs[s][2], threads) for s in seeds]
+    _say(f"seeds {seeds} batched in one process (stacked parameters, one step for all)")
+
+    how_step = "vmap" if cfg.get("seed_batching") == "vmap" else "auto"
+    ensemble = seedbatch.SeedBatchTask(tasks, seeds, rngs, how=how_step)
+    for seed, task in zip(seeds, tasks):  # after the ensemble copies a task as its template
+        task.log_dict = functools.partial(_log_to, loggers[seed], task)
+    data = seedbatch.SeedBatchData(datamodules)
+    saver = ResumeCheckpoint(ckpt, key)
+    stopper = StopOnSignal(saver)
+    callbacks: list[Callback] = [
+        saver,
+        stopper,
+        *_progress_bar(cfg.trainer.get("enable_progress_bar", "auto"), cfg),
+    ]
+    debug = cfg.get("debug") or {}
+    if debug.get("kill_at_step"):
+        callbacks.append(KillAtStep(int(debug.kill_at_step), debug.get("kill_signal") or "SIGKILL"))
+    trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
+    trainer_kwargs["enable_progress_bar"] = any(isinstance(cb, ProgressBar) for cb in callbacks)
+    trainer = L.Trainer(
+        **trainer_kwargs,
+        logger=False,  # each seed logs to its own run folder
+        callbacks=callbacks,
+        default_root_dir=str(batch_dir),
+        enable_checkpointing=False,
+    )
+    status, error = "completed", None
+    try:
+        with stopper:
+            trainer.fit(ensemble, datamodule=data, ckpt_path=str(resume) if resume else None)
+    except (Interrupted, SIGTERMException):
+        status = "interrupted"
+        saved = "checkpoint saved" if stopper.saved else "the last evaluation's checkpoint kept"
+        error = (
+            f"interrupted by {stopper.received or 'SIGTERM'} at step {trainer.global_step}: "
+            f"{saved}; run the same command again to resume"
+        )
+        _say(error)
+    except (KeyboardInterrupt, DatasetMissingError, DataCorruptError, config.ConfigError):
+        raise
+    except Exception as exc:
+        status, error = "failed", "".join(traceback.format_exception_only(exc)).strip()
+        _say(f"batched run failed: {error}")
+        if os.environ.get("SHORTSCI_RAISE"):
+            raise
+
+    records = []
+    how = {
+        "seeds": seeds,
+        "size": len(seeds),
+        # stacked_losses: the task's batched matrix products; vmap: torch.func.vmap
+        "step": ensemble.used or None,
+        "checkpoint": str(ckpt),
+    }
+    for i, seed in enumerate(seeds):
+        one, chash, run_dir = jobs[seed]
+        task = tasks[i]
+        seed_status, seed_error = status, error
+        if status == "completed" and task.diverged:
+            seed_status = "diverged"
+            seed_error = task.diverged_why or "diverged: non-finite loss"
+            _say(f"seed {seed} diverged: {seed_error}")
+        for logger in loggers[seed]:
+            logger.save()
+            logger.finalize("success" if seed_status == "completed" else seed_status)
+        records.append(
+            _write_record(
+                one,
+                tier,
+                chash,
+                run_dir,
+                threads,
+                task,
+                datamodules[i],
+                trainer,
+                seed_status,
+                seed_error,
+                t0=t0,
+                started=started,
+                resume=resume,
+                attempts=attempts[seed],
+                seed_batch=how,
+            )  # fmt: skip
+        )
+    return records

@@ -97,6 +97,17 @@ def check_values(cfg: DictConfig) -> None:
     seed = cfg.get("seed")
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ConfigError(f"seed={seed!r}: must be an integer >= 0 (e.g. seed=0)")
+    seeds = cfg.get("seeds")
+    if seeds is not None:
+        listed = list(seeds) if OmegaConf.is_list(seeds) or isinstance(seeds, list) else None
+        if not listed or any(
+            not isinstance(s, int) or isinstance(s, bool) or s < 0 for s in listed
+        ):
+            raise ConfigError(
+                f"seeds={seeds!r}: must be a list of integers >= 0 (e.g. seeds=0,1,2)"
+            )
+        if len(set(listed)) != len(listed):
+            raise ConfigError(f"seeds={listed}: a seed is listed twice")
     lr = OmegaConf.select(cfg, "task.optimizer.lr", default=None)
     if lr is not None and not (_number(lr) and math.isfinite(lr) and lr > 0):
         raise ConfigError(

@@ -73,14 +73,30 @@ class UnitNoise(nn.Module):
             return _clipped(self.log_alpha, self.alpha_max).exp()
         return self.p / (1.0 - self.p)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.kind == "none" or (self.kind != "learned" and self.p == 0):
-            return x
+    def _quiet(self) -> bool:
+        return not self.training or self.kind == "none" or (self.kind != "learned" and self.p == 0)
+
+    def draw(self, x: torch.Tensor) -> torch.Tensor | None:
+        """This layer's noise for input `x`, from the global RNG (None: no noise). Binary
+        dropout's mask comes pre-scaled, drawn and scaled as `F.dropout` does on a CPU
+        (bernoulli_, then div_), so a run gives the numbers it gave with `F.dropout`."""
+        if self._quiet():
+            return None
         if self.kind == "bernoulli":
-            return F.dropout(x, self.p, training=True)
+            return torch.empty_like(x).bernoulli_(1.0 - self.p).div_(1.0 - self.p)
+        return torch.randn_like(x)
+
+    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """`noise`: what `draw` gave for this input (drawn here when None)."""
+        if self._quiet():
+            return x
+        if noise is None:
+            noise = self.draw(x)
+        if self.kind == "bernoulli":
+            return x * noise
         alpha = self.alpha()
         std = alpha.sqrt() if torch.is_tensor(alpha) else math.sqrt(alpha)
-        return x * (1.0 + std * torch.randn_like(x))
+        return x * (1.0 + std * noise)
 
     def neg_kl(self) -> torch.Tensor | None:
         """Sum of -KL over this layer's noise variables (one per unit); None if not learned."""
@@ -113,13 +129,16 @@ class LRTLinear(nn.Module):
     def alpha(self) -> torch.Tensor:
         return _clipped(self.log_alpha, self.alpha_max).exp()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """`noise`: the local trick's standard normal draws, (batch, out) (drawn here when None)."""
         if not self.training:
             return F.linear(x, self.weight, self.bias)
         if self.estimator == "lrt":
             mean = F.linear(x, self.weight, self.bias)
             var = F.linear(x * x, self.alpha() * self.weight**2)
-            return mean + var.clamp_min(1e-16).sqrt() * torch.randn_like(mean)
+            if noise is None:
+                noise = torch.randn_like(mean)
+            return mean + var.clamp_min(1e-16).sqrt() * noise
         std = self.alpha().sqrt() * self.weight.abs()
         if self.estimator == "shared":
             w = self.weight + std * torch.randn_like(self.weight)
@@ -175,13 +194,81 @@ class VariationalDropoutMLP(nn.Module):
             self.noises.append(UnitNoise(n_in, kind, p, alpha_init, alpha_max))
             self.linears.append(nn.Linear(n_in, n_out))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def draw_noise(self, x: torch.Tensor) -> list[tuple[torch.Tensor | None, torch.Tensor | None]]:
+        """Every draw a training forward pass of `x` makes, in the order it makes them (per
+        layer: unit noise on its input, then the local trick's noise on its output), from the
+        global RNG: `forward(x, draw_noise(x))` computes exactly what `forward(x)` does."""
+        out = []
+        rows = x.shape[0]
+        for noise, linear in zip(self.noises, self.linears):
+            n_out, n_in = linear.weight.shape
+            unit = noise.draw(x.new_empty(rows, n_in))
+            lrt = None
+            if isinstance(linear, LRTLinear) and self.training and linear.estimator == "lrt":
+                lrt = torch.randn(rows, n_out, dtype=x.dtype, device=x.device)
+            out.append((unit, lrt))
+        return out
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        noise: list[tuple[torch.Tensor | None, torch.Tensor | None]] | None = None,
+    ) -> torch.Tensor:
+        """`noise`: what `draw_noise(x)` gave (each layer draws its own when None)."""
         last = len(self.linears) - 1
-        for i, (noise, linear) in enumerate(zip(self.noises, self.linears)):
-            x = linear(noise(x))
+        for i, (unit, linear) in enumerate(zip(self.noises, self.linears)):
+            u, w = noise[i] if noise is not None else (None, None)
+            x = unit(x, u)
+            x = linear(x, w) if isinstance(linear, LRTLinear) else linear(x)
             if i < last:
                 x = F.relu(x)
         return x
+
+    def stacked_forward(
+        self,
+        params: dict[str, torch.Tensor],
+        x: torch.Tensor,
+        noise: list[tuple[torch.Tensor | None, torch.Tensor | None]],
+    ) -> torch.Tensor:
+        """S stacked copies of this network in training mode on `x` (S, batch, in), with
+        batched matrix products: `params` stacked on dim 0 (named as `named_parameters`
+        names them), `noise` what each copy's `draw_noise` gave, stacked on dim 0. The same
+        operations as `forward(x, noise)` per copy."""
+        last = len(self.linears) - 1
+        for i, (unit, linear) in enumerate(zip(self.noises, self.linears)):
+            u, eps = noise[i]
+            if u is not None:
+                if unit.kind == "bernoulli":
+                    x = x * u
+                else:
+                    if unit.kind == "learned":
+                        log_alpha = params[f"noises.{i}.log_alpha"]
+                        std = _clipped(log_alpha, unit.alpha_max).exp().sqrt().unsqueeze(1)
+                    else:
+                        std = math.sqrt(unit.alpha())
+                    x = x * (1.0 + std * u)
+            w, b = params[f"linears.{i}.weight"], params[f"linears.{i}.bias"]
+            mean = torch.baddbmm(b.unsqueeze(1), x, w.transpose(1, 2))
+            if isinstance(linear, LRTLinear):
+                alpha = _clipped(params[f"linears.{i}.log_alpha"], linear.alpha_max).exp()
+                var = torch.bmm(x * x, (alpha * w**2).transpose(1, 2))
+                mean = mean + var.clamp_min(1e-16).sqrt() * eps
+            x = F.relu(mean) if i < last else mean
+        return x
+
+    def stacked_kl(self, params: dict[str, torch.Tensor]) -> torch.Tensor:
+        """`kl()` of each of S stacked copies, (S,)."""
+        terms = []
+        for i, (unit, linear) in enumerate(zip(self.noises, self.linears)):
+            if unit.kind == "learned":
+                la = _clipped(params[f"noises.{i}.log_alpha"], unit.alpha_max)
+                terms.append(neg_kl_approx(la).flatten(1).sum(1))
+            if isinstance(linear, LRTLinear):
+                la = _clipped(params[f"linears.{i}.log_alpha"], linear.alpha_max)
+                terms.append(neg_kl_approx(la).flatten(1).sum(1))
+        if not terms:
+            return None
+        return -torch.stack(terms).sum(0)
 
     def kl(self) -> torch.Tensor:
         """The approximate KL term of the bound (up to a constant); 0 for fixed-noise kinds."""

@@ -42,15 +42,37 @@ class VariationalDropoutTask(ClassificationTask):
         self.gradvar = gradvar if gradvar.get("enabled", False) else None
         self._gradvar_batch: tuple[torch.Tensor, torch.Tensor] | None = None
 
-    def training_step(self, batch, batch_idx):
+    def before_seed_step(self, batch) -> None:
+        """Keep the first minibatch for the gradient-variance measurement, and measure at
+        the initialisation (before the first update)."""
         x, y = batch
         if self.gradvar is not None and self._gradvar_batch is None:
             self._gradvar_batch = (x.detach().clone(), y.detach().clone())
-            if self.global_step == 0:  # before the first update: the initialisation
+            if self.global_step == 0:
                 self.final_extra.update(self.measure_gradient_variance("gradvar/init_"))
-        nll = F.cross_entropy(self.model(x), y)
-        loss = nll + self.kl_weight * self.model.kl() / self.n_train
-        return self.check_finite(loss)
+
+    def draw_noise(self, batch):
+        return self.model.draw_noise(batch[0]) if self.model.training else None
+
+    def seed_loss(self, batch, noise=None) -> torch.Tensor:
+        x, y = batch
+        nll = F.cross_entropy(self.model(x, noise), y)
+        return nll + self.kl_weight * self.model.kl() / self.n_train
+
+    def stacked_losses(self, params, buffers, batch, noise=None) -> torch.Tensor:
+        """Every stacked seed's loss (S,), with batched matrix products (seed batching)."""
+        x, y = batch
+        sub = {k[len("model.") :]: v for k, v in params.items() if k.startswith("model.")}
+        logits = self.model.stacked_forward(sub, x, noise)
+        seeds, rows = y.shape[:2]
+        nll = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none")
+        nll = nll.view(seeds, rows).mean(1)
+        kl = self.model.stacked_kl(sub)
+        return nll if kl is None else nll + self.kl_weight * kl / self.n_train
+
+    def training_step(self, batch, batch_idx):
+        self.before_seed_step(batch)
+        return self.check_finite(self.seed_loss(batch, self.draw_noise(batch)))
 
     def on_train_end(self) -> None:
         if self.gradvar is not None and self._gradvar_batch is not None and not self.diverged:

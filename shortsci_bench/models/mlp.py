@@ -50,6 +50,21 @@ class MLP(nn.Module):
             x = self.act(norm(lin(x)))
         return self.head(x)
 
+    def stacked_forward(
+        self, params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor], x: torch.Tensor
+    ) -> torch.Tensor:
+        """S stacked copies of this network on `x` (S, batch, in) -> (S, batch, out), with
+        batched matrix products; `params` and `buffers` are stacked on dim 0 as
+        `torch.func.stack_module_state` gives them, named as `named_parameters` names them.
+        Batch norm (training mode) normalizes each copy by its own batch statistics and
+        updates its running statistics in place, as `nn.BatchNorm1d` does."""
+        for i, norm in enumerate(self.norms):
+            z = _stacked_linear(x, params[f"linears.{i}.weight"], params.get(f"linears.{i}.bias"))
+            if self.batchnorm:
+                z = stacked_batchnorm(norm, z, params, buffers, f"norms.{i}.")
+            x = self.act(z)
+        return _stacked_linear(x, params["head.weight"], params.get("head.bias"))
+
     @torch.no_grad()
     def pre_activations(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Each hidden layer's input to its nonlinearity, in the module's current mode."""
@@ -59,3 +74,38 @@ class MLP(nn.Module):
             out.append(z)
             x = self.act(z)
         return out
+
+
+def _stacked_linear(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
+) -> torch.Tensor:
+    """`F.linear` for S stacked layers: x (S, batch, in), weight (S, out, in), bias (S, out)."""
+    if bias is None:
+        return torch.bmm(x, weight.transpose(1, 2))
+    return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+
+
+def stacked_batchnorm(
+    norm: nn.BatchNorm1d,
+    z: torch.Tensor,
+    params: dict[str, torch.Tensor],
+    buffers: dict[str, torch.Tensor],
+    prefix: str,
+) -> torch.Tensor:
+    """`norm` (training mode) for S stacked copies: z (S, batch, features); each copy's batch
+    mean and biased variance normalize it, and its running mean and unbiased variance move by
+    `momentum`, in place in `buffers`, as `F.batch_norm` does for one copy."""
+    if not norm.training or norm.momentum is None or not norm.track_running_stats:
+        raise ValueError("stacked batch norm covers training mode with a fixed momentum only")
+    mean = z.mean(1, keepdim=True)
+    var = z.var(1, unbiased=False, keepdim=True)
+    out = (z - mean) * torch.rsqrt(var + norm.eps)
+    if norm.affine:
+        out = out * params[f"{prefix}weight"].unsqueeze(1) + params[f"{prefix}bias"].unsqueeze(1)
+    with torch.no_grad():
+        n, m = z.shape[1], norm.momentum
+        buffers[f"{prefix}running_mean"].mul_(1 - m).add_(mean.squeeze(1), alpha=m)
+        unbiased = var.squeeze(1) * (n / max(n - 1, 1))
+        buffers[f"{prefix}running_var"].mul_(1 - m).add_(unbiased, alpha=m)
+        buffers[f"{prefix}num_batches_tracked"].add_(1)
+    return out

@@ -39,6 +39,9 @@ class Provenance(BaseModel):
     # log folders of the attempts this result took (e.g. logs/attempt-1, logs/attempt-2
     # after a resume); empty in records from before attempts had their own folders
     attempts: list[str] = Field(default_factory=list)
+    # set when the run trained stacked with other seeds in one process (shortsci_bench.seedbatch):
+    # {"seeds": [...], "size": S, "how": ...}; None for a run of one seed
+    seed_batch: dict[str, Any] | None = None
 
 
 class RunRecord(BaseModel):

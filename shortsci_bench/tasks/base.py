@@ -14,6 +14,12 @@
   batch and silently break resume and the budget. Such a task sets
   `automatic_optimization = False` and steps its optimizers with `step_optimizers`, which
   counts the first and steps the others uncounted. `on_train_batch_end` enforces it.
+- seed batching (`shortsci_bench.seedbatch`, `seeds=[0,1,2]`): a task whose training loss
+  is a pure function of its parameters, the batch and the noise it draws can train several
+  seeds stacked in one process. It gives `seed_loss(batch, noise)` (its `training_step`
+  computes the same thing), `draw_noise(batch)` (every random number that loss needs, drawn
+  from the global RNG in the order the single run draws them) and, for side effects before
+  a step (e.g. keeping a measurement batch), `before_seed_step(batch)`.
 """
 
 from __future__ import annotations
@@ -64,6 +70,37 @@ class HarnessTask(L.LightningModule):
         self._t_batch = 0.0
         self._loss_window: torch.Tensor | None = None
         self._loss_window_n = 0
+
+    # --- seed batching (see the module docstring) ----------------------------
+    def seed_loss(self, batch: Any, noise: Any = None) -> torch.Tensor:
+        """The training loss of one batch for this seed, without side effects; `noise` is
+        what `draw_noise` returned for the batch. Tasks that support seed batching give it."""
+        raise NotImplementedError(f"{type(self).__name__} gives no seed_loss")
+
+    def draw_noise(self, batch: Any) -> Any:
+        """Every random draw `seed_loss` needs for this batch (None: none), from the global
+        RNG in the single run's order, so a stacked run draws each seed's numbers exactly."""
+        return None
+
+    def stacked_losses(self, params: dict, buffers: dict, batch: Any, noise: Any = None):
+        """Optional fast path of seed batching: every seed's loss (S,) computed directly on
+        the stacked parameters (named as in `named_parameters`), the stacked batch and noise,
+        e.g. with batched matrix products. None (the default): the seeds go through
+        `torch.func.vmap` over `seed_loss`, which needs nothing from the task."""
+        return None
+
+    # Called before each step of a seed-batched run; None when the task has nothing to do.
+    before_seed_step: Callable[[Any], None] | None = None
+
+    def seed_batching_problem(self) -> str | None:
+        """Why this task cannot train seeds stacked (None when it can)."""
+        if type(self).seed_loss is HarnessTask.seed_loss:
+            return f"{type(self).__name__} gives no seed_loss"
+        if not self.automatic_optimization:
+            return "manual optimization (several optimizers)"
+        if type(self).configure_optimizers is not HarnessTask.configure_optimizers:
+            return f"{type(self).__name__} configures its own optimizers"
+        return None
 
     # --- optimisation -------------------------------------------------------
     def configure_optimizers(self):

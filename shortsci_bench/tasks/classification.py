@@ -36,10 +36,24 @@ class ClassificationTask(HarnessTask):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
-    def training_step(self, batch, batch_idx):
+    def seed_loss(self, batch, noise=None) -> torch.Tensor:
         x, y = batch
-        loss = F.cross_entropy(self.model(x), y)
-        return self.check_finite(loss)
+        return F.cross_entropy(self.model(x), y)
+
+    def stacked_losses(self, params, buffers, batch, noise=None) -> torch.Tensor | None:
+        """Every stacked seed's loss (S,) from its model's `stacked_forward` (batched matrix
+        products), or None when the model has none (the seeds then go through vmap)."""
+        forward = getattr(self.model, "stacked_forward", None)
+        if forward is None:
+            return None
+        x, y = batch
+        logits = forward(_sub(params, "model."), _sub(buffers, "model."), x)
+        seeds, rows = y.shape[:2]
+        per_row = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none")
+        return per_row.view(seeds, rows).mean(1)
+
+    def training_step(self, batch, batch_idx):
+        return self.check_finite(self.seed_loss(batch))
 
     def on_validation_epoch_start(self) -> None:
         self._correct = torch.zeros((), device=self.device)
@@ -79,3 +93,8 @@ class ClassificationTask(HarnessTask):
         if len(medians) > 1:
             out["probe/p50_drift"] = float(np.mean(np.abs(np.diff(medians))))
         return out
+
+
+def _sub(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
+    """The entries under `prefix`, named without it (a submodule's view of stacked state)."""
+    return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
