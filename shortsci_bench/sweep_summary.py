@@ -52,7 +52,9 @@ def summarize(sweep_dir: str | Path, seconds: float | None = None) -> tuple[str,
                 f"  {job['status']}: {job.get('job')} -> {job.get('record') or 'no record'}"
             )
     if counts["skipped"]:
-        lines.append("  skipped = already done (force=true runs them again)")
+        lines.append(
+            "  skipped: their records were final before this sweep (force=true reruns them)"
+        )
     return "\n".join(lines), 1 if counts["failed"] else 0
 
 

@@ -17,7 +17,7 @@ def test_summary_counts_each_kind_and_names_the_failures(tmp_path):
     assert first == "[shortsci] sweep: 4 jobs in 12 s: 1 completed, 1 skipped, 1 diverged, 1 failed"
     assert "  failed: seed=2 -> runs/c/result.json" in text
     assert "  diverged: seed=3 -> runs/d/result.json" in text
-    assert "already done" in text
+    assert "records were final before this sweep" in text
     assert status == 1
     assert summarize(tmp_path / "0")[1] == 0
 

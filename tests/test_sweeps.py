@@ -139,7 +139,8 @@ def test_ddp_two_cpu_processes_write_one_record(tmp_path):
 
 
 def test_a_failed_job_does_not_stop_the_sweep_and_the_summary_names_it(tmp_path):
-    args = [*BASE, "-m", "model.init_std=-1,0.1", "trainer.max_steps=20", f"runs_dir={tmp_path}"]
+    args = [*BASE[:3], "-m", *BASE[3:], "model.init_std=-1,0.1", "trainer.max_steps=20"]
+    args.append(f"runs_dir={tmp_path}")
     out = subprocess.run(args, cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600)
     assert out.returncode == 1, out.stdout[-3000:] + out.stderr[-3000:]
     assert "sweep: 2 jobs in " in out.stdout and ": 1 completed, 1 failed" in out.stdout
