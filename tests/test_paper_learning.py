@@ -21,6 +21,30 @@ SKIPPED = {
     "deep_linear": "its paper tier runs on a CPU in minutes and is published in full",
     "transducer_timit": "TIMIT is licensed and not on our machines (the stub only checks plumbing)",
     "bnlstm_pmnist": "the same model and settings as bnlstm_seqmnist, checked there",
+    # Exact computations or CPU-sized paper tiers, published in full (issue 19):
+    "gibbs_scan": "exact mixing times; its paper tier runs on a CPU and is published in full",
+    "mixture_reparam": "an estimator check, no training; paper tier published in full (CPU)",
+    "rnn_skip": "its paper tier runs on a CPU in about a minute and is published in full",
+    "hdqn_chain": "tabular agents; its paper tier runs on a CPU in seconds, published in full",
+    # Added in session 4 (issues 18-20) without a paper-config check yet: their paper
+    # configs have only composed and instantiated (tests/test_registry.py); the quick-tier
+    # records are their only evidence of learning. Each needs a check like the ones above.
+    **dict.fromkeys(
+        [
+            "doubly_cnn_cifar",
+            "draw_mnist",
+            "infogan_mnist",
+            "pixelcnn_cifar10",
+            "pixelcnn_mnist",
+            "realnvp_cifar10",
+            "realnvp_mnist",
+            "seqgan_oracle",
+            "supcon_cifar",
+            "tcl_nonlinear_ica",
+            "wgan_mixture",
+        ],
+        "NO CHECK YET (added in issues 18-20): the paper config is unchecked",
+    ),
 }
 
 
