@@ -36,6 +36,8 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from timing import timed_trainer  # noqa: E402  (bench/: the script's folder)
+
 from shortsci_bench import seedbatch  # noqa: E402
 from shortsci_bench.config import register_resolvers  # noqa: E402
 from shortsci_bench.run import build_task, seed_config  # noqa: E402
@@ -60,38 +62,8 @@ def compose(experiment: str, arm: str, tier: str, steps: int, device: str):
     return cfg
 
 
-def _trainer(steps: int, device: str) -> tuple[L.Trainer, _Timer]:
-    timer = _Timer()
-    trainer = L.Trainer(
-        accelerator="gpu" if device == "cuda" else "cpu",
-        devices=1,
-        max_steps=steps,
-        max_epochs=-1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        callbacks=[timer],
-    )
-    return trainer, timer
-
-
-class _Timer(L.Callback):
-    """Training time from the second step on (the first one pays for lazy set-up)."""
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        if trainer.global_step == 1:
-            if torch.cuda.is_available():
-                torch.cuda.synchronize()
-            self.t0 = time.perf_counter()
-
-    def on_train_end(self, trainer, pl_module):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        self.seconds = time.perf_counter() - self.t0
-        self.steps = trainer.global_step - 1
+def _trainer(steps: int, device: str):
+    return timed_trainer(steps, "gpu" if device == "cuda" else "cpu", skip=1)
 
 
 def _build(cfg, seeds: list[int], datamodule=None):

@@ -12,9 +12,9 @@ from __future__ import annotations
 import argparse
 import time
 
-import lightning as L
 import torch
 import torch.nn.functional as F
+from timing import timed_trainer  # bench/ is the script's folder: on sys.path
 
 from shortsci_bench.config import cpu_threads
 from shortsci_bench.data.batches import TrainStream
@@ -37,35 +37,14 @@ def bare_loop(tensors, steps: int) -> float:
     return steps / (time.perf_counter() - t0)
 
 
-class _Timer(L.Callback):
-    def on_train_start(self, trainer, pl_module):
-        self.t0 = time.perf_counter()
-
-    def on_train_end(self, trainer, pl_module):
-        self.seconds = time.perf_counter() - self.t0
-
-
 def harness_loop(tensors, steps: int) -> float:
     torch.manual_seed(0)
     task = ClassificationTask(
         MLP(batchnorm=True, init_std=0.1), optimizer=lambda params: torch.optim.SGD(params, lr=0.5)
     )
-    timer = _Timer()
-    trainer = L.Trainer(
-        accelerator="cpu",
-        devices=1,
-        max_steps=steps,
-        max_epochs=-1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        callbacks=[timer],
-    )
+    trainer, timer = timed_trainer(steps)
     trainer.fit(task, train_dataloaders=TrainStream(tensors, 60, steps, seed=0))
-    return steps / timer.seconds
+    return timer.steps / timer.seconds
 
 
 def main() -> None:

@@ -81,13 +81,11 @@ def evaluate(ckpt: str | Path, out: str | Path | None = None, threads: int | Non
         logger=False, enable_checkpointing=False, enable_progress_bar=False, num_sanity_val_steps=0
     )
     trainer_kwargs.pop("enable_model_summary", None)
-    trainer = L.Trainer(**trainer_kwargs, enable_model_summary=False)
-    saved = torch.load(ckpt, map_location="cpu", weights_only=False)
-    step = int(saved.get("global_step", -1))
-    before = len(saved.get("harness", {}).get("history", []))
-    del saved
+    restored = _restored_callback()
+    trainer = L.Trainer(**trainer_kwargs, enable_model_summary=False, callbacks=[restored])
     trainer.validate(task, datamodule=datamodule, ckpt_path=str(ckpt), verbose=False)
-    if len(task.history) != before + 1:  # the checkpoint's history, then this evaluation
+    step = restored.step
+    if len(task.history) != restored.history + 1:  # the checkpoint's history, then this one
         raise RuntimeError(f"{cfg.name}: the evaluation recorded no metrics")
     row = dict(task.history[-1])
     row.pop("step", None)  # validate() does not restore the loop's step: the checkpoint's is used
@@ -130,6 +128,22 @@ def evaluate(ckpt: str | Path, out: str | Path | None = None, threads: int | Non
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out, record.model_dump(mode="json"))
     return record, out
+
+
+def _restored_callback():
+    import lightning as L
+
+    class Restored(L.Callback):
+        """What the checkpoint held, seen as Lightning restores it (so it is read once):
+        its global step and the length of its evaluation history."""
+
+        step, history = -1, 0
+
+        def on_load_checkpoint(self, trainer, pl_module, checkpoint) -> None:
+            self.step = int(checkpoint.get("global_step", -1))
+            self.history = len(checkpoint.get("harness", {}).get("history", []))
+
+    return Restored()
 
 
 def config_instantiate(node):

@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -327,7 +327,32 @@ def _train(cfg: DictConfig, tier: str, chash: str, run_dir: Path, threads: int) 
         raise
     except Exception as exc:  # a model or data that cannot be built is a failed run, recorded
         return _record_build_failure(cfg, tier, chash, run_dir, threads, exc, t0, started)
-    saver = ResumeCheckpoint(ckpt, chash)
+    trainer, stopper = _trainer(cfg, ckpt, chash, _loggers(cfg, run_dir, attempts[-1]), run_dir)
+
+    def fit() -> None:
+        if getattr(task, "fit_free", False):  # e.g. nearest-neighbour baselines: evaluate only
+            trainer.validate(task, datamodule=datamodule, verbose=False)
+        else:
+            trainer.fit(task, datamodule=datamodule, ckpt_path=str(resume) if resume else None)
+
+    status, error = _guarded(trainer, stopper, fit, "run failed")
+    if status == "completed" and task.diverged:
+        status = "diverged"
+        error = getattr(task, "diverged_why", None) or "diverged: non-finite loss"
+        _say(f"diverged: {error}")
+
+    return _write_record(
+        cfg, tier, chash, run_dir, threads, task, datamodule, trainer, status, error,
+        t0=t0, started=started, resume=resume, attempts=attempts,
+    )  # fmt: skip
+
+
+def _trainer(
+    cfg: DictConfig, ckpt: Path, key: str, logger: Any, root: Path
+) -> tuple[L.Trainer, StopOnSignal]:
+    """The Lightning trainer of a run (single or seed-batched): resume checkpoint under
+    `key`, the signal stopper, the progress bar, the debug kill; no Lightning checkpoints."""
+    saver = ResumeCheckpoint(ckpt, key)
     stopper = StopOnSignal(saver)
     callbacks: list[Callback] = [
         saver,
@@ -341,45 +366,42 @@ def _train(cfg: DictConfig, tier: str, chash: str, run_dir: Path, threads: int) 
     trainer_kwargs["enable_progress_bar"] = any(isinstance(cb, ProgressBar) for cb in callbacks)
     trainer = L.Trainer(
         **trainer_kwargs,
-        logger=_loggers(cfg, run_dir, attempts[-1]),
+        logger=logger,
         callbacks=callbacks,
-        default_root_dir=str(run_dir),
+        default_root_dir=str(root),
         enable_checkpointing=False,
     )
+    return trainer, stopper
 
-    status, error = "completed", None
+
+def _guarded(
+    trainer: L.Trainer, stopper: StopOnSignal, fit: Callable[[], None], failed: str
+) -> tuple[str, str | None]:
+    """Run `fit` under the signal stopper; the run's status and error: an interruption is
+    resumable, a missing dataset or bad config is the user's to fix (raised), anything
+    else is a failed run, recorded (raised under SHORTSCI_RAISE, for debugging)."""
     try:
         with stopper:
-            if getattr(task, "fit_free", False):  # e.g. nearest-neighbour baselines: evaluate only
-                trainer.validate(task, datamodule=datamodule, verbose=False)
-            else:
-                trainer.fit(task, datamodule=datamodule, ckpt_path=str(resume) if resume else None)
-        if task.diverged:
-            status = "diverged"
-            error = getattr(task, "diverged_why", None) or "diverged: non-finite loss"
-            _say(f"diverged: {error}")
+            fit()
     except (Interrupted, SIGTERMException):
         # SIGTERMException: Lightning's own stop, when SIGTERM came during an evaluation;
         # the checkpoint of the evaluation before it stays.
-        status = "interrupted"
         saved = "checkpoint saved" if stopper.saved else "the last evaluation's checkpoint kept"
         error = (
             f"interrupted by {stopper.received or 'SIGTERM'} at step {trainer.global_step}: "
             f"{saved}; run the same command again to resume"
         )
         _say(error)
+        return "interrupted", error
     except (KeyboardInterrupt, DatasetMissingError, DataCorruptError, config.ConfigError):
         raise
     except Exception as exc:
-        status, error = "failed", "".join(traceback.format_exception_only(exc)).strip()
-        _say(f"run failed: {error}")
+        error = "".join(traceback.format_exception_only(exc)).strip()
+        _say(f"{failed}: {error}")
         if os.environ.get("SHORTSCI_RAISE"):
             raise
-
-    return _write_record(
-        cfg, tier, chash, run_dir, threads, task, datamodule, trainer, status, error,
-        t0=t0, started=started, resume=resume, attempts=attempts,
-    )  # fmt: skip
+        return "failed", error
+    return "completed", None
 
 
 def _write_record(
@@ -402,6 +424,8 @@ def _write_record(
 ) -> RunRecord:
     """Build the run's record from its task and datamodule, write it (rank zero), say it."""
     data_prov = datamodule.provenance() if hasattr(datamodule, "provenance") else {}
+    # no task: the run failed before one was built (nothing trained, no history)
+    trained = {} if task is None else {"history": task.history}
     record = RunRecord(
         experiment=str(cfg.name),
         arm=str(cfg.arm),
@@ -412,7 +436,7 @@ def _write_record(
         config_hash=chash,
         status=status,
         metrics=task.final_metrics() if status != "failed" else {},
-        history=task.history,
+        **trained,
         wall_time_s=time.perf_counter() - t0,
         stub=bool(data_prov.get("stub", False)),
         notes=list(config.tier_info(cfg).get("notes") or [])
@@ -429,7 +453,8 @@ def _write_record(
         ),
     )
     record = strict(record)  # non-finite values as null plus `nonfinite`, as written
-    if trainer.is_global_zero:
+    written_here = trainer.is_global_zero if trainer is not None else not _ddp_child()
+    if written_here:
         path = write_record(run_dir, record)
         label = " [STUB DATA: a synthetic stand-in, not the real corpus]" if record.stub else ""
         _say(f"{status}{label}: {path}")
@@ -446,24 +471,10 @@ def _record_build_failure(cfg, tier, chash, run_dir, threads, exc, t0, started) 
     _say(f"run failed before training: {error}")
     if os.environ.get("SHORTSCI_RAISE"):
         raise exc
-    record = RunRecord(
-        experiment=str(cfg.name),
-        arm=str(cfg.arm),
-        tier=tier,
-        variant=cfg.get("variant"),
-        settings_hash=config.settings_hash(cfg),
-        seed=int(cfg.seed),
-        config_hash=chash,
-        status="failed",
-        wall_time_s=time.perf_counter() - t0,
-        notes=list(config.tier_info(cfg).get("notes") or []),
-        error=error,
-        provenance=run_provenance(cfg, started, threads=threads),
-    )
-    if not _ddp_child():
-        path = write_record(run_dir, record)
-        _say(f"failed: {path}")
-    return record
+    return _write_record(
+        cfg, tier, chash, run_dir, threads, None, None, None, "failed", error,
+        t0=t0, started=started, resume=None, attempts=[],
+    )  # fmt: skip
 
 
 def run_provenance(cfg: DictConfig, started: str, **extra: Any) -> Provenance:
@@ -621,44 +632,13 @@ def _train_batched(
     for seed, task in zip(seeds, tasks):  # after the ensemble copies a task as its template
         task.log_dict = functools.partial(_log_to, loggers[seed], task)
     data = seedbatch.SeedBatchData(datamodules)
-    saver = ResumeCheckpoint(ckpt, key)
-    stopper = StopOnSignal(saver)
-    callbacks: list[Callback] = [
-        saver,
-        stopper,
-        *_progress_bar(cfg.trainer.get("enable_progress_bar", "auto"), cfg),
-    ]
-    debug = cfg.get("debug") or {}
-    if debug.get("kill_at_step"):
-        callbacks.append(KillAtStep(int(debug.kill_at_step), debug.get("kill_signal") or "SIGKILL"))
-    trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
-    trainer_kwargs["enable_progress_bar"] = any(isinstance(cb, ProgressBar) for cb in callbacks)
-    trainer = L.Trainer(
-        **trainer_kwargs,
-        logger=False,  # each seed logs to its own run folder
-        callbacks=callbacks,
-        default_root_dir=str(batch_dir),
-        enable_checkpointing=False,
-    )
-    status, error = "completed", None
-    try:
-        with stopper:
-            trainer.fit(ensemble, datamodule=data, ckpt_path=str(resume) if resume else None)
-    except (Interrupted, SIGTERMException):
-        status = "interrupted"
-        saved = "checkpoint saved" if stopper.saved else "the last evaluation's checkpoint kept"
-        error = (
-            f"interrupted by {stopper.received or 'SIGTERM'} at step {trainer.global_step}: "
-            f"{saved}; run the same command again to resume"
-        )
-        _say(error)
-    except (KeyboardInterrupt, DatasetMissingError, DataCorruptError, config.ConfigError):
-        raise
-    except Exception as exc:
-        status, error = "failed", "".join(traceback.format_exception_only(exc)).strip()
-        _say(f"batched run failed: {error}")
-        if os.environ.get("SHORTSCI_RAISE"):
-            raise
+    # each seed logs to its own run folder, not the trainer
+    trainer, stopper = _trainer(cfg, ckpt, key, False, batch_dir)
+
+    def fit() -> None:
+        trainer.fit(ensemble, datamodule=data, ckpt_path=str(resume) if resume else None)
+
+    status, error = _guarded(trainer, stopper, fit, "batched run failed")
 
     records = []
     how = {

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +48,27 @@ def run_cfg(overrides: list[str], runs_dir: Path):
     from shortsci_bench.run import run
 
     return run(compose_cfg(overrides, runs_dir))
+
+
+def killed_then_resumed(overrides: list[str], runs_dir: Path, kill_at: int) -> dict:
+    """Run `python -m shortsci_bench <overrides>` killed by SIGKILL after step `kill_at`,
+    then the same command again, which must resume; the resumed run's record (as JSON)."""
+    cmd = [sys.executable, "-m", "shortsci_bench", *overrides, "threads=1", f"runs_dir={runs_dir}"]
+    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": str(REPO)}
+    killed = subprocess.run(
+        [*cmd, f"debug.kill_at_step={kill_at}"], cwd=REPO, env=env, capture_output=True, text=True
+    )
+    assert killed.returncode == -9, killed.stdout + killed.stderr
+    resumed = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0 and "resuming from" in resumed.stdout, (
+        resumed.stdout + resumed.stderr
+    )
+    return json.loads(next(runs_dir.rglob("result.json")).read_text())
+
+
+def science(metrics: dict) -> dict:
+    """A record's metrics without the timings, which differ between two runs."""
+    return {k: v for k, v in metrics.items() if not k.startswith("time/")}
 
 
 def mnist_available() -> bool:

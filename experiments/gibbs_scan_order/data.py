@@ -1,24 +1,9 @@
-"""No data: the Gibbs study computes over the models' own state spaces. The datamodule
-hands the evaluate-only task one placeholder batch so that `trainer.validate` calls its
-`validation_step` exactly once."""
+"""No data: the Gibbs study computes over the models' own state spaces."""
 
 from __future__ import annotations
 
-import lightning as L
-import torch
-
-from shortsci_bench.data.batches import EvalBatches
+from shortsci_bench.data import nodata
 
 
-class SingleStepDataModule(L.LightningDataModule):
-    name = "none"
-
-    def __init__(self, seed: int = 0):
-        super().__init__()
-        self.seed = int(seed)
-
-    def val_dataloader(self) -> EvalBatches:
-        return EvalBatches((torch.zeros(1),), 1)
-
-    def provenance(self) -> dict:
-        return {"dataset": "none", "source": "computed state spaces", "seed": self.seed}
+class SingleStepDataModule(nodata.SingleStepDataModule):
+    source = "computed state spaces"

@@ -5,18 +5,14 @@ information in tests/ (shortsci_bench.eval.samples)."""
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from experiments.infogan.model import InfoGAN
-from tests.conftest import REPO, compose_cfg, run_cfg
+from tests.conftest import compose_cfg, killed_then_resumed, run_cfg, science
 
 SMOKE = ["+experiment=infogan_mnist", "tier=smoke", "logger=none"]
 TINY = dict(g_fc=16, g_ch=8, g_ch2=4, d_ch=4, d_ch2=8, d_fc=16, q_hidden=8)
@@ -135,18 +131,6 @@ def test_a_killed_infogan_run_resumes_bit_identically(tmp_path):
     equals an uninterrupted run's, history and metrics (time aside)."""
     args = [*SMOKE, "arm=infogan"]
     reference = run_cfg(args, tmp_path / "ref")
-    runs = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "shortsci_bench", *args, "threads=1", f"runs_dir={runs}"]
-    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": str(REPO)}
-    killed = subprocess.run(
-        [*cmd, "debug.kill_at_step=7"], cwd=REPO, env=env, capture_output=True, text=True
-    )
-    assert killed.returncode == -9, killed.stdout + killed.stderr
-    resumed = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
-    assert resumed.returncode == 0 and "resuming from" in resumed.stdout, (
-        resumed.stdout + resumed.stderr
-    )
-    rec = json.loads(next(runs.rglob("result.json")).read_text())
-    science = {k: v for k, v in rec["metrics"].items() if not k.startswith("time/")}
-    assert science == {k: v for k, v in reference.metrics.items() if not k.startswith("time/")}
+    rec = killed_then_resumed(args, tmp_path / "killed", kill_at=7)
+    assert science(rec["metrics"]) == science(reference.metrics)
     assert rec["history"] == reference.model_dump()["history"]

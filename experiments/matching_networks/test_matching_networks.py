@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -19,7 +15,7 @@ from experiments.matching_networks.model import (
 )
 from shortsci_bench.data import mirror as mirror_mod
 from shortsci_bench.data import omniglot as O
-from tests.conftest import REPO, run_cfg
+from tests.conftest import killed_then_resumed, run_cfg
 from tests.omniglot_fake import register_tiny_split, write_fake_mirror
 
 torch.set_num_threads(1)
@@ -170,18 +166,7 @@ needs_real_mirror = pytest.mark.skipif(
 def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path):
     smoke = ["+experiment=matchingnet_omniglot", "arm=matching", "tier=smoke", "logger=none"]
     reference = run_cfg(smoke, tmp_path / "ref")
-    runs = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "shortsci_bench", *smoke, "threads=1", f"runs_dir={runs}"]
-    env = {**os.environ, "WANDB_MODE": "disabled"}
-    killed = subprocess.run(
-        [*cmd, "debug.kill_at_step=15"], cwd=REPO, env=env, capture_output=True, text=True
-    )
-    assert killed.returncode == -9, killed.stdout + killed.stderr
-    resumed = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
-    assert resumed.returncode == 0 and "resuming from" in resumed.stdout, (
-        resumed.stdout + resumed.stderr
-    )
-    rec = json.loads(next(runs.rglob("result.json")).read_text())
+    rec = killed_then_resumed(smoke, tmp_path / "killed", kill_at=15)
     test_metrics = {k: v for k, v in rec["metrics"].items() if k.startswith("test/")}
     assert test_metrics == {k: v for k, v in reference.metrics.items() if k.startswith("test/")}
     assert rec["provenance"]["data"]["split_sha256"] == O.SPLIT_SHA256["vinyals_1200"]

@@ -359,26 +359,11 @@ def test_transducer_addition_smoke(tmp_path):
 @pytest.mark.slow
 def test_transducer_addition_resumes_exactly_after_sigkill(tmp_path):
     """The alignment model's parameters, the flat start and the data stream all resume."""
-    import json
-    import os
-    import subprocess
-    import sys
-
-    from tests.conftest import REPO
+    from tests.conftest import killed_then_resumed, science
 
     smoke = ["+experiment=transducer_addition", "tier=smoke", "logger=none", "threads=1"]
     reference = run_cfg(smoke, tmp_path / "ref")
-    runs = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "shortsci_bench", *smoke, f"runs_dir={runs}"]
-    env = {**os.environ, "WANDB_MODE": "disabled"}
-    killed = subprocess.run(
-        [*cmd, "debug.kill_at_step=20"], cwd=REPO, env=env, capture_output=True, text=True
-    )
-    assert killed.returncode == -9, killed.stdout + killed.stderr
-    resumed = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
-    assert resumed.returncode == 0 and "resuming from" in resumed.stdout, resumed.stderr
-    rec = json.loads(next(runs.rglob("result.json")).read_text())
-    science = lambda m: {k: v for k, v in m.items() if not k.startswith("time/")}  # noqa: E731
+    rec = killed_then_resumed(smoke, tmp_path / "killed", kill_at=20)
     assert science(rec["metrics"]) == science(reference.metrics)
     assert rec["history"] == reference.model_dump()["history"]
 

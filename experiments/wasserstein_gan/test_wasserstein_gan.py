@@ -4,11 +4,7 @@ killed mid-way that resumes bit for bit."""
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -16,7 +12,7 @@ import torch
 
 from experiments.wasserstein_gan.data import RingOfGaussiansDataModule, sample_ring
 from shortsci_bench.eval import samples
-from tests.conftest import REPO, compose_cfg, run_cfg
+from tests.conftest import compose_cfg, killed_then_resumed, run_cfg, science
 
 SMOKE = ["+experiment=wgan_mixture", "tier=smoke", "logger=none"]
 
@@ -125,18 +121,6 @@ def test_a_killed_gan_run_resumes_bit_identically(tmp_path):
     equals an uninterrupted run's, history and metrics (time aside)."""
     args = [*SMOKE, "arm=wgan"]
     reference = run_cfg(args, tmp_path / "ref")
-    runs = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "shortsci_bench", *args, "threads=1", f"runs_dir={runs}"]
-    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": str(REPO)}
-    killed = subprocess.run(
-        [*cmd, "debug.kill_at_step=12"], cwd=REPO, env=env, capture_output=True, text=True
-    )
-    assert killed.returncode == -9, killed.stdout + killed.stderr
-    resumed = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
-    assert resumed.returncode == 0 and "resuming from" in resumed.stdout, (
-        resumed.stdout + resumed.stderr
-    )
-    rec = json.loads(next(runs.rglob("result.json")).read_text())
-    science = {k: v for k, v in rec["metrics"].items() if not k.startswith("time/")}
-    assert science == {k: v for k, v in reference.metrics.items() if not k.startswith("time/")}
+    rec = killed_then_resumed(args, tmp_path / "killed", kill_at=12)
+    assert science(rec["metrics"]) == science(reference.metrics)
     assert rec["history"] == reference.model_dump()["history"]
