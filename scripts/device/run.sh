@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# On the lent GPU machine (the `device` tool's run, carry [".device"]), in the copied tree:
+# install the carried wheels, unpack the carried datasets, run every job of .device/jobs.txt,
+# PARALLEL at a time on the one GPU (the models are small: one alone leaves it mostly idle),
+# each stopped with SIGTERM after BUDGET seconds (an interrupted run writes its record and a
+# checkpoint; rerunning resumes it), and pack the records into $OUT.
+#
+#   bash scripts/device/run.sh [PARALLEL=8] [BUDGET_S=480]
+# Here, on a CPU, for a test: OUT=/tmp/out DEVICE_SITE=none bash scripts/device/run.sh 2 60
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+parallel=${1:-8}
+budget=${2:-480}
+out=${OUT:?OUT must name the folder whose files come back}
+[ -f .device/COMMIT ] || { echo "run.sh: no .device/COMMIT: run scripts/device/prepare.sh here first and carry .device" >&2; exit 2; }
+site=${DEVICE_SITE:-/tmp/site}
+if [ "$site" != none ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target "$site" .device/whl/*.whl || exit 1
+  export PYTHONPATH="$site:$PWD"
+else
+  export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+fi
+py=${PYTHON:-python3}
+work=${DEVICE_WORK:-/tmp/shortsci}
+mkdir -p "$work/logs"
+export SHORTSCI_MIRROR="$PWD/.device/data" SHORTSCI_DATA="$work/data" SHORTSCI_RUNS="$work/runs"
+export SHORTSCI_GIT_COMMIT="$(cat .device/COMMIT)" WANDB_MODE=disabled PYTHONUNBUFFERED=1
+t0=$(date +%s)
+"$py" -m shortsci_bench.data.mirror --root "$SHORTSCI_DATA" --only "$(cat .device/DATASETS)" || exit 1
+nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv 2>/dev/null | tee "$work/logs/gpu.txt"
+
+# One job a line: the arguments of `python -m shortsci_bench` (comments and blanks skipped).
+grep -v '^\s*#' .device/jobs.txt | grep -v '^\s*$' | nl -w3 -s' ' > "$work/jobs.txt"
+run_job() {
+  local n=$1; shift
+  timeout -s TERM -k 30 "$budget" "$py" -m shortsci_bench "$@" threads=2 \
+    > "$work/logs/job$n.log" 2>&1
+  echo "job $n exit $? after $(( $(date +%s) - t0 )) s: $*" | tee -a "$work/logs/summary.txt"
+}
+export -f run_job; export py budget work t0
+xargs -P "$parallel" -L 1 bash -c 'run_job "$@"' _ < "$work/jobs.txt"
+nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv 2>/dev/null >> "$work/logs/gpu.txt"
+
+# Records back: result.json, config.yaml and the metric logs of every run (no checkpoints).
+mkdir -p "$out"
+(cd "$work/runs" && find . -name result.json -o -name config.yaml -o -name 'metrics*.csv' \
+  | tar -czf "$out/records.tar.gz" -T -)
+tar -czf "$out/logs.tar.gz" -C "$work" logs jobs.txt
+cp "$work/logs/summary.txt" "$out/summary.txt" 2>/dev/null
+ls -la "$out"
+echo "run.sh: $(grep -c ' exit 0 ' "$work/logs/summary.txt" 2>/dev/null || echo 0) of $(wc -l < "$work/jobs.txt") jobs exited 0 in $(( $(date +%s) - t0 )) s"
