@@ -22,8 +22,10 @@ else
   export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 fi
 py=${PYTHON:-python3}
-work=${DEVICE_WORK:-/tmp/shortsci}
+# inside the checkout, ignored: a warm machine keeps it between calls, so a second call resumes
+work=${DEVICE_WORK:-$PWD/.devwork}
 mkdir -p "$work/logs"
+summary="$work/logs/summary-$(date +%Y%m%d-%H%M%S).txt"  # this call's; earlier calls keep theirs
 export SHORTSCI_MIRROR="$PWD/.device/data" SHORTSCI_DATA="$work/data" SHORTSCI_RUNS="$work/runs"
 export SHORTSCI_GIT_COMMIT="$(cat .device/COMMIT)" WANDB_MODE=disabled PYTHONUNBUFFERED=1
 t0=$(date +%s)
@@ -36,17 +38,23 @@ run_job() {
   local n=$1; shift
   timeout -s TERM -k 30 "$budget" "$py" -m shortsci_bench "$@" threads=2 \
     > "$work/logs/job$n.log" 2>&1
-  echo "job $n exit $? after $(( $(date +%s) - t0 )) s: $*" | tee -a "$work/logs/summary.txt"
+  local rc=$? how
+  case $rc in
+    0) how="exit 0" ;;
+    124|137) how="stopped at the ${budget} s budget (interrupted record and checkpoint: the same command resumes it)" ;;
+    *) how="exit $rc (see logs/job$n.log)" ;;
+  esac
+  echo "job $n $how after $(( $(date +%s) - t0 )) s: $*" | tee -a "$summary"
 }
-export -f run_job; export py budget work t0
+export -f run_job; export py budget work t0 summary
 xargs -P "$parallel" -L 1 bash -c 'run_job "$@"' _ < "$work/jobs.txt"
 nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv 2>/dev/null >> "$work/logs/gpu.txt"
 
 # Records back: result.json, config.yaml and the metric logs of every run (no checkpoints).
 mkdir -p "$out"
-(cd "$work/runs" && find . -name result.json -o -name config.yaml -o -name 'metrics*.csv' \
-  | tar -czf "$out/records.tar.gz" -T -)
+(cd "$work/runs" && find . -path '*/.hydra' -prune -o \( -name result.json -o -name config.yaml \
+  -o -name 'metrics*.csv' \) -print | tar -czf "$out/records.tar.gz" -T -)
 tar -czf "$out/logs.tar.gz" -C "$work" logs jobs.txt
-cp "$work/logs/summary.txt" "$out/summary.txt" 2>/dev/null
+cp "$summary" "$out/summary.txt" 2>/dev/null
 ls -la "$out"
-echo "run.sh: $(grep -c ' exit 0 ' "$work/logs/summary.txt" 2>/dev/null || echo 0) of $(wc -l < "$work/jobs.txt") jobs exited 0 in $(( $(date +%s) - t0 )) s"
+echo "run.sh: $(grep -c ' exit 0 ' "$summary" 2>/dev/null || echo 0) of $(wc -l < "$work/jobs.txt") jobs exited 0 in $(( $(date +%s) - t0 )) s"
