@@ -12,11 +12,12 @@ cd "$(dirname "$0")/../.."
 parallel=${1:-8}
 budget=${2:-480}
 out=${OUT:?OUT must name the folder whose files come back}
-[ -f .device/COMMIT ] || { echo "run.sh: no .device/COMMIT: run scripts/device/prepare.sh here first and carry .device" >&2; exit 2; }
+dev=${DEVICE_DIR:-.device}  # what prepare.sh made (another folder only for tests)
+[ -f "$dev/COMMIT" ] || { echo "run.sh: no .device/COMMIT: run scripts/device/prepare.sh here first and carry .device" >&2; exit 2; }
 site=${DEVICE_SITE:-/tmp/site}
 if [ "$site" != none ]; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target "$site" .device/whl/*.whl || exit 1
+    --target "$site" "$dev"/whl/*.whl || exit 1
   export PYTHONPATH="$site:$PWD"
 else
   export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
@@ -26,14 +27,14 @@ py=${PYTHON:-python3}
 work=${DEVICE_WORK:-$PWD/.devwork}
 mkdir -p "$work/logs"
 summary="$work/logs/summary-$(date +%Y%m%d-%H%M%S).txt"  # this call's; earlier calls keep theirs
-export SHORTSCI_MIRROR="$PWD/.device/data" SHORTSCI_DATA="$work/data" SHORTSCI_RUNS="$work/runs"
-export SHORTSCI_GIT_COMMIT="$(cat .device/COMMIT)" WANDB_MODE=disabled PYTHONUNBUFFERED=1
+export SHORTSCI_MIRROR="$(cd "$dev" && pwd)/data" SHORTSCI_DATA="$work/data" SHORTSCI_RUNS="$work/runs"
+export SHORTSCI_GIT_COMMIT="$(cat "$dev/COMMIT")" WANDB_MODE=disabled PYTHONUNBUFFERED=1
 t0=$(date +%s)
-"$py" -m shortsci_bench.data.mirror --root "$SHORTSCI_DATA" --only "$(cat .device/DATASETS)" || exit 1
+"$py" -m shortsci_bench.data.mirror --root "$SHORTSCI_DATA" --only "$(cat "$dev/DATASETS")" || exit 1
 nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv 2>/dev/null | tee "$work/logs/gpu.txt"
 
 # One job a line: the arguments of `python -m shortsci_bench` (comments and blanks skipped).
-grep -v '^\s*#' .device/jobs.txt | grep -v '^\s*$' | nl -w3 -s' ' > "$work/jobs.txt"
+grep -v '^\s*#' "$dev/jobs.txt" | grep -v '^\s*$' | nl -w3 -s' ' > "$work/jobs.txt"
 run_job() {
   local n=$1; shift
   timeout -s TERM -k 30 "$budget" "$py" -m shortsci_bench "$@" threads=2 \
