@@ -26,14 +26,7 @@ from experiments.deep_linear_no_poor_minima.model import (
 from shortsci_bench.claims.schema import load_paper
 from tests.conftest import REPO, run_cfg
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Two torch threads on two busy cores run these small nets several times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # experiments/conftest.py
 
 
 def _data(n=40, d_x=4, d_y=3, seed=0):

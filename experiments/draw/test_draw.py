@@ -11,13 +11,7 @@ import torch
 from experiments.draw.model import DRAW, filterbank, read_glimpse, write_patch
 from tests.conftest import needs_mnist, run_cfg
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # experiments/conftest.py
 
 
 def test_filterbank_hand_case():

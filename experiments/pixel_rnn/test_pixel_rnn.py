@@ -12,13 +12,7 @@ import torch
 from experiments.pixel_rnn.model import PixelCNN, causal_mask
 from tests.conftest import needs_mnist, run_cfg
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # experiments/conftest.py
 
 
 def _dependence(model: PixelCNN, shape: tuple[int, int, int], inputs: int = 4) -> torch.Tensor:

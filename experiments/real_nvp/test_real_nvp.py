@@ -12,13 +12,7 @@ import torch
 from experiments.real_nvp.model import AffineCoupling, RealNVP, checkerboard, squeeze, unsqueeze
 from tests.conftest import needs_mnist, run_cfg
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # experiments/conftest.py
 
 
 def _randomize(module: torch.nn.Module, std: float = 0.1) -> None:

@@ -29,13 +29,7 @@ from experiments.time_contrastive_learning.model import DenoisingAutoencoder, TC
 from shortsci_bench.claims.schema import load_paper
 from tests.conftest import REPO, run_cfg
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # experiments/conftest.py
 
 
 def test_sources_have_the_segment_scales():

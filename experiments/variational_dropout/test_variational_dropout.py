@@ -27,13 +27,7 @@ from tests.conftest import REPO, run_cfg
 ARMS = ("none", "bernoulli", "gaussian", "vardrop_a", "vardrop_b")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Two torch threads on two busy cores run these small nets several times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # experiments/conftest.py
 
 
 def test_kl_approximation_values():
