@@ -38,7 +38,6 @@ SKIPPED = {
             "pixelcnn_mnist",
             "realnvp_cifar10",
             "realnvp_mnist",
-            "seqgan_oracle",
             "supcon_cifar",
             "tcl_nonlinear_ica",
             "wgan_mixture",

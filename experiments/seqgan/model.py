@@ -3,9 +3,9 @@ Nets with Policy Gradient", AAAI 2017, arXiv 1609.05473), synthetic setting: a r
 initialised "oracle" LSTM defines the true distribution of token sequences, and a model G
 is scored by the oracle NLL, -E_{Y ~ G} sum_t log G_oracle(y_t | Y_{1:t-1}).
 
-Status: the language models, the oracle NLL, Monte Carlo rollouts and the CNN
-discriminator are here and tested; no experiment config, training task, runs or claims
-use them yet (see claims.yaml: not_attempted).
+The language models, the oracle NLL, Monte Carlo rollouts, the CNN discriminator and the
+measurement of the rollout estimator's variance (`rollout_variance`) are here; the training
+loop is `task.py`.
 
 - `LSTMLanguageModel`: embedding -> one-layer LSTM -> softmax over the vocabulary; sequences
   of fixed length start from a learned start state (no start token is emitted). `sample`,
@@ -17,6 +17,10 @@ use them yet (see claims.yaml: not_attempted).
   G's samples (each term is exact; only the expectation over G is sampled).
 - `CNNDiscriminator`: embeddings, convolutions of several widths with max-over-time pooling,
   a highway layer, dropout, and a logistic output (the paper's discriminator, smaller).
+- `rollout_variance`: at fixed G and D, the variance over seeded repeats of the Monte Carlo
+  reward estimate (fixed sequences) and of the policy-gradient estimate (a fresh batch each
+  repeat) for several numbers of rollouts N: the summary's "They claim this helps to reduce
+  variance" made measurable.
 """
 
 from __future__ import annotations
@@ -64,17 +68,43 @@ class LSTMLanguageModel(nn.Module):
         n, t0 = prefix.shape
         state = self._init_state(n)
         inp = self.start.expand(n, -1)
-        out = [prefix[:, t] for t in range(t0)]
-        for t in range(self.length):
+        for t in range(t0):
+            _, state = self.step_logits(inp, state)
+            inp = self.embed(prefix[:, t])
+        return self.complete(prefix, state, inp, generator)
+
+    @torch.no_grad()
+    def prefix_states(self, seqs: torch.Tensor):
+        """(state, next input) after reading each prefix seqs[:, :t], t = 0..T-1: the
+        prefix is run once and every rollout starts from its cached state."""
+        n, t_len = seqs.shape
+        state = self._init_state(n)
+        inp = self.start.expand(n, -1)
+        out = [(state, inp)]
+        for t in range(t_len - 1):
+            _, state = self.step_logits(inp, state)
+            inp = self.embed(seqs[:, t])
+            out.append((state, inp))
+        return out
+
+    @torch.no_grad()
+    def complete(self, prefix, state, inp, generator: torch.Generator | None = None):
+        """Sample the tokens after `prefix` (n, t0) from the state that has read it."""
+        out = [prefix[:, t] for t in range(prefix.shape[1])]
+        for _ in range(prefix.shape[1], self.length):
             logits, state = self.step_logits(inp, state)
-            if t < t0:
-                tok = prefix[:, t]
-            else:
-                probs = torch.softmax(logits, -1)
-                tok = torch.multinomial(probs, 1, generator=generator).squeeze(1)
-                out.append(tok)
+            tok = sample_categorical(logits, generator)
+            out.append(tok)
             inp = self.embed(tok)
         return torch.stack(out, 1) if out else prefix
+
+
+def sample_categorical(logits: torch.Tensor, generator: torch.Generator | None = None):
+    """One draw per row from softmax(logits) by inverting the CDF with one uniform per row
+    (exact, and much faster on a CPU than torch.multinomial over a large vocabulary)."""
+    cdf = torch.softmax(logits, -1).cumsum(-1)
+    u = torch.rand(logits.shape[0], 1, generator=generator, dtype=cdf.dtype) * cdf[:, -1:]
+    return torch.searchsorted(cdf, u).squeeze(1).clamp_(max=logits.shape[1] - 1)
 
 
 def oracle(vocab: int, embed: int, hidden: int, length: int, seed: int) -> LSTMLanguageModel:
@@ -135,9 +165,13 @@ def mc_rewards(
     was_training = disc.training
     disc.eval()
     q = torch.zeros(n, t_len)
+    states = gen.prefix_states(seqs)
     for t in range(1, t_len):
-        prefix = seqs[:, :t].repeat(n_rollouts, 1)
-        full = gen.rollout(prefix, generator)
+        (h, c), inp = states[t]
+        rep = (h.repeat(n_rollouts, 1), c.repeat(n_rollouts, 1))
+        full = gen.complete(
+            seqs[:, :t].repeat(n_rollouts, 1), rep, inp.repeat(n_rollouts, 1), generator
+        )
         q[:, t - 1] = torch.sigmoid(disc(full)).view(n_rollouts, n).mean(0)
     q[:, -1] = torch.sigmoid(disc(seqs))
     disc.train(was_training)
@@ -179,3 +213,53 @@ class SeqGANModels(nn.Module):
         self.discriminator = CNNDiscriminator(
             vocab, d_embed, widths=(2, 3, 4, 5), filters=d_filters, dropout=d_dropout
         )
+
+
+def _flat_grad(gen: LSTMLanguageModel, loss: torch.Tensor) -> torch.Tensor:
+    params = [p for p in gen.parameters() if p.requires_grad]
+    grads = torch.autograd.grad(loss, params, allow_unused=True)
+    return torch.cat(
+        [(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, params)]
+    )
+
+
+def rollout_variance(
+    gen: LSTMLanguageModel,
+    disc: CNNDiscriminator,
+    n_values: tuple[int, ...],
+    repeats: int,
+    n_seqs: int,
+    batch: int,
+    generator: torch.Generator,
+) -> dict[str, float]:
+    """The variance of SeqGAN's Monte Carlo estimates at fixed G and D, for each N in
+    `n_values` (`repeats` independent estimates each, all from one seeded generator):
+
+    - `var/reward_N{N}`: the variance over repeats of Q_t estimated with N rollouts, for
+      `n_seqs` fixed sequences sampled once, averaged over sequences and t < T (the last
+      step's reward is D(Y), not estimated). For iid rollouts it is Var_1 / N exactly.
+    - `var/pg_N{N}`: the variance over repeats of the policy-gradient estimate (the gradient
+      of `policy_gradient_loss` for a fresh batch of `batch` sequences from G each repeat),
+      summed over G's parameters (the trace of its covariance). Sequence sampling adds
+      variance that N does not touch, so the ratio to N = 1 lies between 1/N and 1.
+    - `var/reward_ratio_{N}_{first}`, `var/pg_ratio_{N}_{first}`: each against the first N.
+    """
+    out: dict[str, float] = {}
+    fixed = gen.sample(n_seqs, generator=generator)
+    for n_roll in n_values:
+        q = torch.stack(
+            [mc_rewards(gen, disc, fixed, n_roll, generator)[:, :-1] for _ in range(repeats)]
+        )
+        out[f"var/reward_N{n_roll}"] = float(q.double().var(0, unbiased=True).mean())
+        grads = []
+        for _ in range(repeats):
+            seqs = gen.sample(batch, generator=generator)
+            rewards = mc_rewards(gen, disc, seqs, n_roll, generator)
+            grads.append(_flat_grad(gen, policy_gradient_loss(gen, seqs, rewards)).double())
+        out[f"var/pg_N{n_roll}"] = float(torch.stack(grads).var(0, unbiased=True).sum())
+    first = n_values[0]
+    for n_roll in n_values[1:]:
+        for kind in ("reward", "pg"):
+            ratio = out[f"var/{kind}_N{n_roll}"] / out[f"var/{kind}_N{first}"]
+            out[f"var/{kind}_ratio_{n_roll}_{first}"] = ratio
+    return out
