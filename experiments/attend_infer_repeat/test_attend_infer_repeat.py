@@ -4,10 +4,7 @@ end (smoke run, exact resume after SIGKILL)."""
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -26,7 +23,7 @@ from experiments.attend_infer_repeat.model import (
     write_window,
 )
 from experiments.attend_infer_repeat.task import AIRTask
-from tests.conftest import REPO, needs_mnist, run_cfg
+from tests.conftest import REPO, killed_then_resumed, needs_mnist, run_cfg, science
 
 SMOKE = ["+experiment=air_multimnist", "tier=smoke", "arm=air"]
 
@@ -227,18 +224,6 @@ def test_a_killed_run_resumes_bit_identically(tmp_path):
     """SIGKILL at step 7 (last checkpoint at step 5), then the same command: the record
     equals an uninterrupted run's, history and metrics (time aside)."""
     reference = run_cfg(SMOKE, tmp_path / "ref")
-    runs = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "shortsci_bench", *SMOKE, "threads=1", f"runs_dir={runs}"]
-    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": str(REPO)}
-    killed = subprocess.run(
-        [*cmd, "debug.kill_at_step=7"], cwd=REPO, env=env, capture_output=True, text=True
-    )
-    assert killed.returncode == -9, killed.stdout + killed.stderr
-    resumed = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
-    assert resumed.returncode == 0 and "resuming from" in resumed.stdout, (
-        resumed.stdout + resumed.stderr
-    )
-    rec = json.loads(next(runs.rglob("result.json")).read_text())
-    science = {k: v for k, v in rec["metrics"].items() if not k.startswith("time/")}
-    assert science == {k: v for k, v in reference.metrics.items() if not k.startswith("time/")}
+    rec = killed_then_resumed(SMOKE, tmp_path / "killed", kill_at=7)
+    assert science(rec["metrics"]) == science(reference.metrics)
     assert rec["history"] == reference.model_dump()["history"]

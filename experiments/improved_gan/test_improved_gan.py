@@ -5,11 +5,7 @@ data-dependent initialisation, the semi-supervised batch stream, smoke runs of b
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -17,7 +13,7 @@ import torch
 from experiments.improved_gan.data import SemiSupervisedSteps, balanced_subset, subset_checksum
 from experiments.improved_gan.model import ImprovedGAN, WNDense
 from experiments.improved_gan.task import unsupervised_loss
-from tests.conftest import REPO, compose_cfg, mnist_available, run_cfg
+from tests.conftest import compose_cfg, killed_then_resumed, mnist_available, run_cfg, science
 
 SMOKE = ["+experiment=improvedgan_mnist", "tier=smoke", "logger=none"]
 needs_mnist = pytest.mark.skipif(not mnist_available(), reason="MNIST not prepared")
@@ -169,18 +165,6 @@ def test_a_killed_run_resumes_bit_identically(tmp_path):
     equals an uninterrupted run's, history and metrics (time aside)."""
     args = [*SMOKE, "arm=featmatch"]
     reference = run_cfg(args, tmp_path / "ref")
-    runs = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "shortsci_bench", *args, "threads=1", f"runs_dir={runs}"]
-    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": str(REPO)}
-    killed = subprocess.run(
-        [*cmd, "debug.kill_at_step=7"], cwd=REPO, env=env, capture_output=True, text=True
-    )
-    assert killed.returncode == -9, killed.stdout + killed.stderr
-    resumed = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
-    assert resumed.returncode == 0 and "resuming from" in resumed.stdout, (
-        resumed.stdout + resumed.stderr
-    )
-    rec = json.loads(next(runs.rglob("result.json")).read_text())
-    science = {k: v for k, v in rec["metrics"].items() if not k.startswith("time/")}
-    assert science == {k: v for k, v in reference.metrics.items() if not k.startswith("time/")}
+    rec = killed_then_resumed(args, tmp_path / "killed", kill_at=7)
+    assert science(rec["metrics"]) == science(reference.metrics)
     assert rec["history"] == reference.model_dump()["history"]
