@@ -202,3 +202,16 @@ def test_a_killed_run_resumes_bit_identically(tmp_path):
     science = {k: v for k, v in rec["metrics"].items() if not k.startswith("time/")}
     assert science == {k: v for k, v in reference.metrics.items() if not k.startswith("time/")}
     assert rec["history"] == reference.model_dump()["history"]
+
+
+@pytest.mark.parametrize("tier", ["smoke", "quick", "paper"])
+def test_every_tier_builds_its_optimizers(tier):
+    """The tiers' optimizer overlays make working optimizers (the quick tier swaps D's)."""
+    from shortsci_bench.run import build_task
+
+    task = build_task(compose_cfg(["+experiment=disentangle_mnist", f"tier={tier}"]))
+    gen, disc = task.configure_optimizers()
+    want = torch.optim.Adam if tier == "quick" else torch.optim.SGD
+    assert isinstance(gen, torch.optim.Adam) and type(disc) is want
+    n_disc = sum(p.numel() for p in task.model.discriminator.parameters())
+    assert sum(p.numel() for g in disc.param_groups for p in g["params"]) == n_disc
