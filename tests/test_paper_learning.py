@@ -40,7 +40,6 @@ SKIPPED = {
             "seqgan_oracle",
             "supcon_cifar",
             "tcl_nonlinear_ica",
-            "wgan_mixture",
         ],
         "NO CHECK YET (added in issues 18-20): the paper config is unchecked",
     ),
