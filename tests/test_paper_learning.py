@@ -33,7 +33,6 @@ SKIPPED = {
         [
             "doubly_cnn_cifar",
             "draw_mnist",
-            "infogan_mnist",
             "pixelcnn_cifar10",
             "pixelcnn_mnist",
             "realnvp_cifar10",
