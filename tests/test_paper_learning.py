@@ -34,7 +34,6 @@ SKIPPED = {
             "doubly_cnn_cifar",
             "draw_mnist",
             "pixelcnn_cifar10",
-            "pixelcnn_mnist",
             "realnvp_cifar10",
             "seqgan_oracle",
             "supcon_cifar",
