@@ -37,7 +37,6 @@ SKIPPED = {
             "realnvp_cifar10",
             "seqgan_oracle",
             "supcon_cifar",
-            "tcl_nonlinear_ica",
         ],
         "NO CHECK YET (added in issues 18-20): the paper config is unchecked",
     ),
