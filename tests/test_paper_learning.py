@@ -32,7 +32,6 @@ SKIPPED = {
     **dict.fromkeys(
         [
             "doubly_cnn_cifar",
-            "draw_mnist",
             "pixelcnn_cifar10",
             "realnvp_cifar10",
             "seqgan_oracle",
