@@ -31,7 +31,6 @@ SKIPPED = {
     # records are their only evidence of learning. Each needs a check like the ones above.
     **dict.fromkeys(
         [
-            "pixelcnn_cifar10",
             "realnvp_cifar10",
             "seqgan_oracle",
             "supcon_cifar",
