@@ -157,3 +157,29 @@ def test_sweeping_the_presets_own_lists_is_refused_with_the_fix():
     assert unknown_keys(["-m", "+experiment=batchnorm_mnist", "+sweep=claims", "seed=0,1"]) is None
     bad = unknown_keys(["+experiment=batchnorm_mnist", "trainer.max_stpes=3"])
     assert bad is not None and "trainer.max_steps" in bad
+
+
+def test_threads_on_the_command_line_size_the_blas_pool_too():
+    """`threads=N` reaches numpy's BLAS pool (read before numpy loads); the user's own
+    variables and `threads=auto` are left alone."""
+    import subprocess
+    import sys
+
+    from shortsci_bench.__main__ import BLAS_VARS, blas_threads_from_argv
+
+    env: dict[str, str] = {"MKL_NUM_THREADS": "4"}
+    blas_threads_from_argv(["prog", "+experiment=x", "threads=1"], env)
+    assert env == {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "4"}
+    for argv in (["prog", "threads=auto"], ["prog", "seed=1"], ["prog", "threads=0"]):
+        untouched: dict[str, str] = {}
+        blas_threads_from_argv(argv, untouched)
+        assert untouched == {}, argv
+    assert set(BLAS_VARS) == {"OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"}
+    # it works only if nothing before it loads numpy: the package itself must not
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, shortsci_bench; print('numpy' in sys.modules)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert loaded.stdout.strip() == "False"
