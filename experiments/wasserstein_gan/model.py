@@ -33,3 +33,16 @@ class MLPGAN(nn.Module):
         self.z_dim = z_dim
         self.generator = relu_mlp(z_dim, data_dim, hidden, layers)
         self.critic = relu_mlp(data_dim, 1, hidden, layers)
+
+
+class MNISTMLPGAN(nn.Module):
+    """The paper's MLP players on flattened 28x28 MNIST digits (784 values in [0, 1]):
+    generator z (z_dim) -> 784 through a ReLU MLP and a sigmoid (pixels in [0, 1], as the
+    real images and the pinned evaluator expect), critic 784 -> one score (no sigmoid: the
+    WGAN critic is unbounded; the GAN's loss takes logits)."""
+
+    def __init__(self, z_dim: int = 100, hidden: int = 512, layers: int = 4, data_dim: int = 784):
+        super().__init__()
+        self.z_dim = z_dim
+        self.generator = nn.Sequential(relu_mlp(z_dim, data_dim, hidden, layers), nn.Sigmoid())
+        self.critic = relu_mlp(data_dim, 1, hidden, layers)
