@@ -220,6 +220,7 @@ def test_smoke_run_records_counts_and_elbo(tmp_path):
 
 
 @needs_mnist
+@pytest.mark.slow  # two subprocess runs, about a minute: CI runs it (make test-slow)
 def test_a_killed_run_resumes_bit_identically(tmp_path):
     """SIGKILL at step 7 (last checkpoint at step 5), then the same command: the record
     equals an uninterrupted run's, history and metrics (time aside)."""

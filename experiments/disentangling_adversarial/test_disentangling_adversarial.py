@@ -5,11 +5,6 @@ and a killed run that resumes bit for bit."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-
 import pytest
 import torch
 from torch import nn
@@ -17,7 +12,7 @@ from torch import nn
 from experiments.disentangling_adversarial.data import ClassSampler
 from experiments.disentangling_adversarial.model import DisentanglingAE
 from experiments.disentangling_adversarial.task import probe_accuracy, swap_scores
-from tests.conftest import REPO, compose_cfg, run_cfg
+from tests.conftest import compose_cfg, killed_then_resumed, run_cfg, science
 
 SMOKE = ["+experiment=disentangle_mnist", "tier=smoke", "logger=none"]
 
@@ -182,25 +177,14 @@ def test_smoke_run_records_the_metrics(tmp_path, arm):
     assert 0 < m["rec/mse"] < 1 and 0 <= m["rec/eval_acc"] <= 1
 
 
+@pytest.mark.slow  # two subprocess runs, about a minute: CI runs it (make test-slow)
 def test_a_killed_run_resumes_bit_identically(tmp_path):
     """SIGKILL after step 7 (last checkpoint at step 5), then the same command: the record
     equals an uninterrupted run's, history and metrics (time aside)."""
     args = [*SMOKE, "arm=adversarial"]
     reference = run_cfg(args, tmp_path / "ref")
-    runs = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "shortsci_bench", *args, "threads=1", f"runs_dir={runs}"]
-    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": str(REPO)}
-    killed = subprocess.run(
-        [*cmd, "debug.kill_at_step=7"], cwd=REPO, env=env, capture_output=True, text=True
-    )
-    assert killed.returncode == -9, killed.stdout + killed.stderr
-    resumed = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
-    assert resumed.returncode == 0 and "resuming from" in resumed.stdout, (
-        resumed.stdout + resumed.stderr
-    )
-    rec = json.loads(next(runs.rglob("result.json")).read_text())
-    science = {k: v for k, v in rec["metrics"].items() if not k.startswith("time/")}
-    assert science == {k: v for k, v in reference.metrics.items() if not k.startswith("time/")}
+    rec = killed_then_resumed(args, tmp_path / "killed", kill_at=7)
+    assert science(rec["metrics"]) == science(reference.metrics)
     assert rec["history"] == reference.model_dump()["history"]
 
 

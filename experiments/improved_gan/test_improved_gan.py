@@ -160,6 +160,7 @@ def test_polyak_average_follows_the_official_update():
 
 
 @needs_mnist
+@pytest.mark.slow  # two subprocess runs, about a minute: CI runs it (make test-slow)
 def test_a_killed_run_resumes_bit_identically(tmp_path):
     """SIGKILL after step 7 (last checkpoint at step 5), then the same command: the record
     equals an uninterrupted run's, history and metrics (time aside)."""

@@ -4,11 +4,7 @@ generator's adversarial term, and a killed run that resumes bit for bit."""
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -16,7 +12,7 @@ import torch.nn.functional as F
 
 from experiments.professor_forcing.model import ProfessorForcing, sample_inverse_cdf
 from experiments.professor_forcing.task import linear_probe_accuracy
-from tests.conftest import REPO, run_cfg
+from tests.conftest import killed_then_resumed, run_cfg, science
 
 SMOKE = ["+experiment=pf_charlm", "tier=smoke", "logger=none"]
 
@@ -116,23 +112,12 @@ def test_the_adversarial_term_moves_the_generator(tmp_path):
     assert prof.metrics["val/bpc"] != teach.metrics["val/bpc"]
 
 
+@pytest.mark.slow  # two subprocess runs, about a minute: CI runs it (make test-slow)
 def test_a_killed_run_resumes_bit_identically(tmp_path):
     """SIGKILL after step 12 (last checkpoint at step 10), then the same command: the record
     equals an uninterrupted run's, history and metrics (time aside)."""
     args = [*SMOKE, "arm=professor", "task.min_disc_acc=0.0"]
     reference = run_cfg(args, tmp_path / "ref")
-    runs = tmp_path / "killed"
-    cmd = [sys.executable, "-m", "shortsci_bench", *args, "threads=1", f"runs_dir={runs}"]
-    env = {**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": str(REPO)}
-    killed = subprocess.run(
-        [*cmd, "debug.kill_at_step=12"], cwd=REPO, env=env, capture_output=True, text=True
-    )
-    assert killed.returncode == -9, killed.stdout + killed.stderr
-    resumed = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
-    assert resumed.returncode == 0 and "resuming from" in resumed.stdout, (
-        resumed.stdout + resumed.stderr
-    )
-    rec = json.loads(next(runs.rglob("result.json")).read_text())
-    science = {k: v for k, v in rec["metrics"].items() if not k.startswith("time/")}
-    assert science == {k: v for k, v in reference.metrics.items() if not k.startswith("time/")}
+    rec = killed_then_resumed(args, tmp_path / "killed", kill_at=12)
+    assert science(rec["metrics"]) == science(reference.metrics)
     assert rec["history"] == reference.model_dump()["history"]

@@ -93,6 +93,7 @@ def test_an_update_leaves_the_box_and_the_next_clip_brings_the_critic_back():
 
 
 @needs_mnist
+@pytest.mark.slow  # two subprocess runs, about a minute: CI runs it (make test-slow)
 def test_a_killed_wgan_mnist_run_resumes_bit_identically(tmp_path):
     """SIGKILL after step 12 (last checkpoint at step 10), then the same command: the record
     equals an uninterrupted run's, history and metrics (time aside)."""
