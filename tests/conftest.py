@@ -66,6 +66,15 @@ def killed_then_resumed(overrides: list[str], runs_dir: Path, kill_at: int) -> d
     return json.loads(next(runs_dir.rglob("result.json")).read_text())
 
 
+def assert_resumes_exactly(overrides: list[str], tmp_path: Path, kill_at: int) -> None:
+    """A run killed by SIGKILL after step `kill_at` and run again ends with the record of an
+    uninterrupted run: the same metrics (timings aside) and the same history."""
+    reference = run_cfg(overrides, tmp_path / "ref")
+    rec = killed_then_resumed(overrides, tmp_path / "killed", kill_at)
+    assert science(rec["metrics"]) == science(reference.metrics)
+    assert rec["history"] == reference.model_dump()["history"]
+
+
 def science(metrics: dict) -> dict:
     """A record's metrics without the timings, which differ between two runs."""
     return {k: v for k, v in metrics.items() if not k.startswith("time/")}

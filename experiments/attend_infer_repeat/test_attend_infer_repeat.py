@@ -23,7 +23,7 @@ from experiments.attend_infer_repeat.model import (
     write_window,
 )
 from experiments.attend_infer_repeat.task import AIRTask
-from tests.conftest import REPO, killed_then_resumed, needs_mnist, run_cfg, science
+from tests.conftest import REPO, assert_resumes_exactly, needs_mnist, run_cfg
 
 SMOKE = ["+experiment=air_multimnist", "tier=smoke", "arm=air"]
 
@@ -224,7 +224,4 @@ def test_smoke_run_records_counts_and_elbo(tmp_path):
 def test_a_killed_run_resumes_bit_identically(tmp_path):
     """SIGKILL at step 7 (last checkpoint at step 5), then the same command: the record
     equals an uninterrupted run's, history and metrics (time aside)."""
-    reference = run_cfg(SMOKE, tmp_path / "ref")
-    rec = killed_then_resumed(SMOKE, tmp_path / "killed", kill_at=7)
-    assert science(rec["metrics"]) == science(reference.metrics)
-    assert rec["history"] == reference.model_dump()["history"]
+    assert_resumes_exactly(SMOKE, tmp_path, kill_at=7)

@@ -12,7 +12,7 @@ from torch import nn
 from experiments.disentangling_adversarial.data import ClassSampler
 from experiments.disentangling_adversarial.model import DisentanglingAE
 from experiments.disentangling_adversarial.task import probe_accuracy, swap_scores
-from tests.conftest import compose_cfg, killed_then_resumed, run_cfg, science
+from tests.conftest import assert_resumes_exactly, compose_cfg, run_cfg
 
 SMOKE = ["+experiment=disentangle_mnist", "tier=smoke", "logger=none"]
 
@@ -182,10 +182,7 @@ def test_a_killed_run_resumes_bit_identically(tmp_path):
     """SIGKILL after step 7 (last checkpoint at step 5), then the same command: the record
     equals an uninterrupted run's, history and metrics (time aside)."""
     args = [*SMOKE, "arm=adversarial"]
-    reference = run_cfg(args, tmp_path / "ref")
-    rec = killed_then_resumed(args, tmp_path / "killed", kill_at=7)
-    assert science(rec["metrics"]) == science(reference.metrics)
-    assert rec["history"] == reference.model_dump()["history"]
+    assert_resumes_exactly(args, tmp_path, kill_at=7)
 
 
 @pytest.mark.parametrize("tier", ["smoke", "quick", "paper"])

@@ -13,7 +13,7 @@ import torch
 from experiments.improved_gan.data import SemiSupervisedSteps, balanced_subset, subset_checksum
 from experiments.improved_gan.model import ImprovedGAN, WNDense
 from experiments.improved_gan.task import unsupervised_loss
-from tests.conftest import compose_cfg, killed_then_resumed, mnist_available, run_cfg, science
+from tests.conftest import assert_resumes_exactly, compose_cfg, mnist_available, run_cfg
 
 SMOKE = ["+experiment=improvedgan_mnist", "tier=smoke", "logger=none"]
 needs_mnist = pytest.mark.skipif(not mnist_available(), reason="MNIST not prepared")
@@ -165,7 +165,4 @@ def test_a_killed_run_resumes_bit_identically(tmp_path):
     """SIGKILL after step 7 (last checkpoint at step 5), then the same command: the record
     equals an uninterrupted run's, history and metrics (time aside)."""
     args = [*SMOKE, "arm=featmatch"]
-    reference = run_cfg(args, tmp_path / "ref")
-    rec = killed_then_resumed(args, tmp_path / "killed", kill_at=7)
-    assert science(rec["metrics"]) == science(reference.metrics)
-    assert rec["history"] == reference.model_dump()["history"]
+    assert_resumes_exactly(args, tmp_path, kill_at=7)

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from experiments.infogan.model import InfoGAN
-from tests.conftest import compose_cfg, killed_then_resumed, run_cfg, science
+from tests.conftest import assert_resumes_exactly, compose_cfg, run_cfg
 
 SMOKE = ["+experiment=infogan_mnist", "tier=smoke", "logger=none"]
 TINY = dict(g_fc=16, g_ch=8, g_ch2=4, d_ch=4, d_ch2=8, d_fc=16, q_hidden=8)
@@ -130,7 +130,4 @@ def test_a_killed_infogan_run_resumes_bit_identically(tmp_path):
     """SIGKILL after step 7 (last checkpoint at step 5), then the same command: the record
     equals an uninterrupted run's, history and metrics (time aside)."""
     args = [*SMOKE, "arm=infogan"]
-    reference = run_cfg(args, tmp_path / "ref")
-    rec = killed_then_resumed(args, tmp_path / "killed", kill_at=7)
-    assert science(rec["metrics"]) == science(reference.metrics)
-    assert rec["history"] == reference.model_dump()["history"]
+    assert_resumes_exactly(args, tmp_path, kill_at=7)

@@ -20,7 +20,7 @@ from experiments.neural_transducer.search import (
 )
 from experiments.raml.payoff import PayoffSampler
 from shortsci_bench.tasks.sequence_metrics import edit_distance, error_counts, fold
-from tests.conftest import run_cfg
+from tests.conftest import assert_resumes_exactly, run_cfg
 
 
 # --- a table-driven stand-in for the transducer's step ------------------------------------
@@ -359,13 +359,8 @@ def test_transducer_addition_smoke(tmp_path):
 @pytest.mark.slow
 def test_transducer_addition_resumes_exactly_after_sigkill(tmp_path):
     """The alignment model's parameters, the flat start and the data stream all resume."""
-    from tests.conftest import killed_then_resumed, science
-
     smoke = ["+experiment=transducer_addition", "tier=smoke", "logger=none", "threads=1"]
-    reference = run_cfg(smoke, tmp_path / "ref")
-    rec = killed_then_resumed(smoke, tmp_path / "killed", kill_at=20)
-    assert science(rec["metrics"]) == science(reference.metrics)
-    assert rec["history"] == reference.model_dump()["history"]
+    assert_resumes_exactly(smoke, tmp_path, kill_at=20)
 
 
 def test_stop_at_threshold_ends_training_early(tmp_path):

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from experiments.professor_forcing.model import ProfessorForcing, sample_inverse_cdf
 from experiments.professor_forcing.task import linear_probe_accuracy
-from tests.conftest import killed_then_resumed, run_cfg, science
+from tests.conftest import assert_resumes_exactly, run_cfg
 
 SMOKE = ["+experiment=pf_charlm", "tier=smoke", "logger=none"]
 
@@ -117,7 +117,4 @@ def test_a_killed_run_resumes_bit_identically(tmp_path):
     """SIGKILL after step 12 (last checkpoint at step 10), then the same command: the record
     equals an uninterrupted run's, history and metrics (time aside)."""
     args = [*SMOKE, "arm=professor", "task.min_disc_acc=0.0"]
-    reference = run_cfg(args, tmp_path / "ref")
-    rec = killed_then_resumed(args, tmp_path / "killed", kill_at=12)
-    assert science(rec["metrics"]) == science(reference.metrics)
-    assert rec["history"] == reference.model_dump()["history"]
+    assert_resumes_exactly(args, tmp_path, kill_at=12)
