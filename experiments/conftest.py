@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from tests.conftest import needs_mnist, tiny_mnist  # noqa: F401
+from tests.omniglot_fake import write_fake_mirror
 
 
 @pytest.fixture
@@ -14,3 +15,10 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def fake_omniglot(tmp_path_factory):
+    """(mirror, data root): a fake Omniglot mirror in the real layout, unpacked on first use."""
+    base = tmp_path_factory.mktemp("omniglot")
+    return write_fake_mirror(base / "mirror"), base / "data"

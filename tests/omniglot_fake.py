@@ -73,3 +73,18 @@ def register_tiny_split(monkeypatch) -> None:
 
     monkeypatch.setitem(O.SPLITS, "tiny", TINY_SPLIT)
     monkeypatch.setitem(O.SPLIT_SHA256, "tiny", tiny_split_checksum())
+
+
+def fake_smoke_overrides(experiment: str, arm: str, mirror: Path, root: Path) -> list[str]:
+    """A smoke run of an Omniglot experiment on the fake mirror's tiny split (register it
+    first: `register_tiny_split`)."""
+    return [
+        f"+experiment={experiment}",
+        f"arm={arm}",
+        "tier=smoke",
+        "logger=none",
+        f"dataset.mirror={mirror}",
+        f"dataset.root={root}",
+        "dataset.download=false",
+        "dataset.split=tiny",
+    ]

@@ -62,7 +62,6 @@ class SemiSupervisedGANTask(GANTask):
         for i, (_, p) in enumerate(self.model.critic.named_parameters()):
             self.register_buffer(f"polyak_{i}", torch.zeros_like(p))
         self.register_buffer("initialised", torch.zeros((), dtype=torch.bool))
-        self._eval_labels: list[torch.Tensor] = []
 
     @property
     def semi_supervised(self) -> bool:
@@ -140,17 +139,9 @@ class SemiSupervisedGANTask(GANTask):
         return {n: getattr(self, f"polyak_{i}") for i, n in enumerate(self._avg_names)}
 
     # --- evaluation -----------------------------------------------------------------
-    def on_validation_epoch_start(self) -> None:
-        self._eval_real, self._eval_labels = [], []
-
-    def validation_step(self, batch, batch_idx: int) -> None:
-        self._eval_real.append(batch[0])
-        self._eval_labels.append(batch[1])
-
     @torch.no_grad()
     def on_validation_epoch_end(self) -> None:
-        x, y = torch.cat(self._eval_real), torch.cat(self._eval_labels)
-        self._eval_real, self._eval_labels = [], []
+        x, y = self.evaluation_tensors()[:2]  # GANTask collected images and labels
         critic = self.model.critic
         was = critic.training
         critic.eval()  # no noise at test time (official deterministic=True)

@@ -55,7 +55,6 @@ class InfoGANTask(GANTask):
         if self.loss != "minimax" or self.n_critic != 1 or self.clip is not None:
             raise ValueError("InfoGAN: minimax loss, one D update per G update, no clipping")
         self.info_weight, self.bound_frac = float(info_weight), float(bound_frac)
-        self._eval_labels: list[torch.Tensor] = []
 
     def configure_optimizers(self):
         # Q shares D's trunk and is trained with it (the official code's d_ variables)
@@ -132,17 +131,9 @@ class InfoGANTask(GANTask):
         self.check_finite(logged[0])
 
     # --- evaluation -------------------------------------------------------------
-    def on_validation_epoch_start(self) -> None:
-        self._eval_real, self._eval_labels = [], []
-
-    def validation_step(self, batch, batch_idx: int) -> None:
-        self._eval_real.append(batch[0])
-        self._eval_labels.append(batch[1])
-
     @torch.no_grad()
     def on_validation_epoch_end(self) -> None:
-        real, labels = torch.cat(self._eval_real), torch.cat(self._eval_labels)
-        self._eval_real, self._eval_labels = [], []
+        real, labels = self.evaluation_tensors()[:2]  # GANTask collected images and labels
         was_training = self.model.training
         self.model.eval()
         k = self.model.n_cat

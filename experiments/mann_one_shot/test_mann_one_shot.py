@@ -21,7 +21,7 @@ from experiments.mann_one_shot.task import instance_numbers, label_exclusion_acc
 from shortsci_bench.data import mirror as mirror_mod
 from shortsci_bench.data.episodes import index_sha256, pinned_sequences
 from tests.conftest import run_cfg
-from tests.omniglot_fake import register_tiny_split, write_fake_mirror
+from tests.omniglot_fake import fake_smoke_overrides, register_tiny_split
 
 torch.set_num_threads(1)
 
@@ -158,25 +158,12 @@ def test_mann_learns_a_fixed_stream():
     assert losses[-1] < losses[0] - 0.1
 
 
-@pytest.fixture(scope="module")
-def fake_data(tmp_path_factory):
-    base = tmp_path_factory.mktemp("mann")
-    return write_fake_mirror(base / "mirror"), base / "data"
-
-
 @pytest.mark.parametrize("arm", ["mann_lrua", "lstm", "knn"])
-def test_each_arm_runs_end_to_end(arm, fake_data, tmp_path, monkeypatch):
+def test_each_arm_runs_end_to_end(arm, fake_omniglot, tmp_path, monkeypatch):
     register_tiny_split(monkeypatch)
-    mirror, root = fake_data
+    mirror, root = fake_omniglot
     overrides = [
-        "+experiment=mann_omniglot",
-        f"arm={arm}",
-        "tier=smoke",
-        "logger=none",
-        f"dataset.mirror={mirror}",
-        f"dataset.root={root}",
-        "dataset.download=false",
-        "dataset.split=tiny",
+        *fake_smoke_overrides("mann_omniglot", arm, mirror, root),
         "dataset.eval_episodes=20",
         "trainer.max_steps=2",
         "eval_every=2",

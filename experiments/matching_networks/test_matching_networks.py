@@ -16,7 +16,7 @@ from experiments.matching_networks.model import (
 from shortsci_bench.data import mirror as mirror_mod
 from shortsci_bench.data import omniglot as O
 from tests.conftest import killed_then_resumed, run_cfg
-from tests.omniglot_fake import register_tiny_split, write_fake_mirror
+from tests.omniglot_fake import fake_smoke_overrides, register_tiny_split
 
 torch.set_num_threads(1)
 
@@ -104,22 +104,9 @@ def test_matching_loss_falls_on_a_fixed_episode():
     assert losses[-1] < losses[0] - 0.1
 
 
-@pytest.fixture(scope="module")
-def fake_data(tmp_path_factory):
-    base = tmp_path_factory.mktemp("mn")
-    return write_fake_mirror(base / "mirror"), base / "data"
-
-
 def _overrides(arm: str, mirror, root) -> list[str]:
     return [
-        "+experiment=matchingnet_omniglot",
-        f"arm={arm}",
-        "tier=smoke",
-        "logger=none",
-        f"dataset.mirror={mirror}",
-        f"dataset.root={root}",
-        "dataset.download=false",
-        "dataset.split=tiny",
+        *fake_smoke_overrides("matchingnet_omniglot", arm, mirror, root),
         "dataset.eval_settings=[5w1s,5w5s]",
         "trainer.max_steps=4",
         "eval_every=2",
@@ -128,9 +115,9 @@ def _overrides(arm: str, mirror, root) -> list[str]:
 
 
 @pytest.mark.parametrize("arm", ["matching", "matching_fce", "pixels_1nn", "baseline_nn"])
-def test_each_arm_runs_end_to_end(arm, fake_data, tmp_path, monkeypatch):
+def test_each_arm_runs_end_to_end(arm, fake_omniglot, tmp_path, monkeypatch):
     register_tiny_split(monkeypatch)
-    rec = run_cfg(_overrides(arm, *fake_data), tmp_path / "runs")
+    rec = run_cfg(_overrides(arm, *fake_omniglot), tmp_path / "runs")
     assert rec.status == "completed", rec.error
     for s in ("5w1s", "5w5s"):
         assert 0.0 <= rec.metrics[f"test/acc_{s}"] <= 1.0
@@ -145,10 +132,10 @@ def test_each_arm_runs_end_to_end(arm, fake_data, tmp_path, monkeypatch):
         assert rec.metrics["time/step_s"] > 0
 
 
-def test_same_config_and_seed_same_metrics(fake_data, tmp_path, monkeypatch):
+def test_same_config_and_seed_same_metrics(fake_omniglot, tmp_path, monkeypatch):
     register_tiny_split(monkeypatch)
-    a = run_cfg(_overrides("matching", *fake_data), tmp_path / "a")
-    b = run_cfg(_overrides("matching", *fake_data), tmp_path / "b")
+    a = run_cfg(_overrides("matching", *fake_omniglot), tmp_path / "a")
+    b = run_cfg(_overrides("matching", *fake_omniglot), tmp_path / "b")
     keys = [k for k in a.metrics if k.startswith("test/")]
     assert keys and all(a.metrics[k] == b.metrics[k] for k in keys)
 

@@ -51,6 +51,18 @@ def saturated_fraction(model, x: torch.Tensor, threshold: float) -> float:
     return float((h.abs() > threshold).float().mean())
 
 
+def setup_corpus(task, stage: str) -> None:
+    """Set the character corpus up and refuse a model sized for another vocabulary (shared
+    with professor forcing's character model, which reads the same corpus)."""
+    dm = task.trainer.datamodule
+    dm.setup(stage)
+    if dm.vocab_size != task.model.vocab_size:
+        raise ValueError(
+            f"model.vocab_size={task.model.vocab_size} but the corpus has {dm.vocab_size} "
+            "symbols: set model.vocab_size in the experiment config"
+        )
+
+
 class CharLanguageModelTask(HarnessTask):
     def __init__(
         self,
@@ -69,13 +81,7 @@ class CharLanguageModelTask(HarnessTask):
         return self.model(x)
 
     def setup(self, stage: str) -> None:
-        dm = self.trainer.datamodule
-        dm.setup(stage)
-        if dm.vocab_size != self.model.vocab_size:
-            raise ValueError(
-                f"model.vocab_size={self.model.vocab_size} but the corpus has {dm.vocab_size} "
-                "symbols: set model.vocab_size in the experiment config"
-            )
+        setup_corpus(self, stage)
 
     def training_step(self, batch, batch_idx):
         x, y = batch

@@ -11,7 +11,7 @@ from torch.distributions import Normal, kl_divergence
 
 from experiments.neural_statistician.model import NeuralStatistician, gaussian_kl, kl_classify
 from tests.conftest import compose_cfg, run_cfg
-from tests.omniglot_fake import register_tiny_split, write_fake_mirror
+from tests.omniglot_fake import fake_smoke_overrides, register_tiny_split
 
 torch.set_num_threads(1)
 SMALL = dict(channels=(8, 16, 16), depth=1, hidden=32, layers=1, c_dim=8, z_dim=4)
@@ -90,22 +90,9 @@ def test_lower_bound_parts_and_learning_on_a_fixed_batch():
     assert loss.item() < first - 20.0  # nats per 784-pixel drawing
 
 
-@pytest.fixture(scope="module")
-def fake_data(tmp_path_factory):
-    base = tmp_path_factory.mktemp("ns")
-    return write_fake_mirror(base / "mirror"), base / "data"
-
-
 def _overrides(arm: str, mirror, root) -> list[str]:
     return [
-        "+experiment=statistician_omniglot",
-        f"arm={arm}",
-        "tier=smoke",
-        "logger=none",
-        f"dataset.mirror={mirror}",
-        f"dataset.root={root}",
-        "dataset.download=false",
-        "dataset.split=tiny",
+        *fake_smoke_overrides("statistician_omniglot", arm, mirror, root),
         "dataset.eval_settings=[5w1s,5w5s]",
         "trainer.max_steps=4",
         "eval_every=2",
@@ -113,9 +100,9 @@ def _overrides(arm: str, mirror, root) -> list[str]:
 
 
 @pytest.mark.parametrize("arm", ["statistician", "pixels_1nn"])
-def test_each_arm_runs_end_to_end(arm, fake_data, tmp_path, monkeypatch):
+def test_each_arm_runs_end_to_end(arm, fake_omniglot, tmp_path, monkeypatch):
     register_tiny_split(monkeypatch)
-    rec = run_cfg(_overrides(arm, *fake_data), tmp_path / "runs")
+    rec = run_cfg(_overrides(arm, *fake_omniglot), tmp_path / "runs")
     assert rec.status == "completed", rec.error
     for s in ("5w1s", "5w5s"):
         assert 0.0 <= rec.metrics[f"test/acc_{s}"] <= 1.0
@@ -130,16 +117,16 @@ def test_each_arm_runs_end_to_end(arm, fake_data, tmp_path, monkeypatch):
         assert len(rec.history) == 2
 
 
-def test_same_pinned_episodes_as_matching_networks(fake_data, tmp_path, monkeypatch):
+def test_same_pinned_episodes_as_matching_networks(fake_omniglot, tmp_path, monkeypatch):
     # The point of the experiment: one table with matchingnet_omniglot, so both must be
     # scored on the same episodes of the same split.
     register_tiny_split(monkeypatch)
     # (the smoke tiers evaluate different numbers of episodes: set the same here)
     ours = run_cfg(
-        [*_overrides("pixels_1nn", *fake_data), "dataset.eval_episodes=20"], tmp_path / "ns"
+        [*_overrides("pixels_1nn", *fake_omniglot), "dataset.eval_episodes=20"], tmp_path / "ns"
     )
     theirs = [o.replace("statistician_omniglot", "matchingnet_omniglot") for o in _overrides(
-        "pixels_1nn", *fake_data)]  # fmt: skip
+        "pixels_1nn", *fake_omniglot)]  # fmt: skip
     mn = run_cfg([*theirs, "dataset.eval_episodes=20"], tmp_path / "mn")
     for key in ("pinned_episodes_sha256", "split_sha256", "eval_seed", "eval_episodes"):
         assert ours.provenance.data[key] == mn.provenance.data[key]
@@ -156,10 +143,10 @@ def test_quick_and_paper_tiers_evaluate_like_matching_networks(tier, tmp_path):
     assert ours == theirs and ours["eval_episodes"] == 1000
 
 
-def test_same_config_and_seed_same_metrics(fake_data, tmp_path, monkeypatch):
+def test_same_config_and_seed_same_metrics(fake_omniglot, tmp_path, monkeypatch):
     register_tiny_split(monkeypatch)
-    a = run_cfg(_overrides("statistician", *fake_data), tmp_path / "a")
-    b = run_cfg(_overrides("statistician", *fake_data), tmp_path / "b")
+    a = run_cfg(_overrides("statistician", *fake_omniglot), tmp_path / "a")
+    b = run_cfg(_overrides("statistician", *fake_omniglot), tmp_path / "b")
     keys = [k for k in a.metrics if k.startswith("test/")]
     assert keys and all(a.metrics[k] == b.metrics[k] for k in keys)
 

@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from experiments.multiplicative_integration.task import setup_corpus
 from shortsci_bench.data.batches import seeded_generator
 from shortsci_bench.tasks.base import HarnessTask
 
@@ -111,13 +112,7 @@ class ProfessorForcingTask(HarnessTask):
         return self.model(x)
 
     def setup(self, stage: str) -> None:
-        dm = self.trainer.datamodule
-        dm.setup(stage)
-        if dm.vocab_size != self.model.vocab_size:
-            raise ValueError(
-                f"model.vocab_size={self.model.vocab_size} but the corpus has {dm.vocab_size} "
-                "symbols: set model.vocab_size in the experiment config"
-            )
+        setup_corpus(self, stage)
 
     def configure_optimizers(self):
         disc = self.discriminator_optimizer_factory(params=self.model.discriminator.parameters())

@@ -72,7 +72,7 @@ class GANTask(HarnessTask):
         self.loss, self.n_critic, self.clip = loss, int(n_critic), clip
         self.noise_seed, self.n_eval = int(noise_seed), int(n_eval)
         self.quality, self.quality_key = quality, quality_key
-        self._eval_real: list[torch.Tensor] = []
+        self._eval_batches: list[tuple[torch.Tensor, ...]] = []
 
     def configure_optimizers(self):
         critic = self.optimizer_factory(params=self.model.critic.parameters())
@@ -144,14 +144,21 @@ class GANTask(HarnessTask):
 
     # --- evaluation -------------------------------------------------------------
     def on_validation_epoch_start(self) -> None:
-        self._eval_real = []
+        self._eval_batches = []
 
     def validation_step(self, batch, batch_idx: int) -> None:
-        self._eval_real.append(batch[0] if isinstance(batch, (tuple, list)) else batch)
+        self._eval_batches.append(tuple(batch) if isinstance(batch, (tuple, list)) else (batch,))
+
+    def evaluation_tensors(self) -> list[torch.Tensor]:
+        """The evaluation set collected by `validation_step`, each part (images, labels...)
+        concatenated over the batches; the collection is emptied for the next evaluation."""
+        parts = [torch.cat(part) for part in zip(*self._eval_batches)]
+        self._eval_batches = []
+        return parts
 
     @torch.no_grad()
     def on_validation_epoch_end(self) -> None:
-        real = torch.cat(self._eval_real)[: self.n_eval]
+        real = self.evaluation_tensors()[0][: self.n_eval]
         was_training = self.model.training
         self.model.eval()
         z = self.noise(len(real), torch.Generator().manual_seed(EVAL_NOISE_SEED))
@@ -160,7 +167,6 @@ class GANTask(HarnessTask):
         if self.quality is not None:
             metrics.update(self.quality(fake, real))
         self.model.train(was_training)
-        self._eval_real = []
         self.record_eval(metrics)
 
     def distance_estimate(self, real: torch.Tensor, fake: torch.Tensor) -> float:
