@@ -12,11 +12,17 @@ looks for `result.json` only. The record names the checkpoint, its sha256 and it
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
 
-from shortsci_bench.config import ConfigError, register_resolvers
+from shortsci_bench.threads import blas_threads_from_argv
+
+if __name__ == "__main__":  # `threads=N` must size numpy's BLAS pool before numpy loads
+    blas_threads_from_argv(sys.argv, os.environ)
+
+from shortsci_bench.config import ConfigError, register_resolvers  # noqa: E402
 
 EVAL_DIR = "evaluations"
 

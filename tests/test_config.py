@@ -162,10 +162,11 @@ def test_sweeping_the_presets_own_lists_is_refused_with_the_fix():
 def test_threads_on_the_command_line_size_the_blas_pool_too():
     """`threads=N` reaches numpy's BLAS pool (read before numpy loads); the user's own
     variables and `threads=auto` are left alone."""
+    import os
     import subprocess
     import sys
 
-    from shortsci_bench.__main__ import BLAS_VARS, blas_threads_from_argv
+    from shortsci_bench.threads import BLAS_VARS, blas_threads_from_argv
 
     env: dict[str, str] = {"MKL_NUM_THREADS": "4"}
     blas_threads_from_argv(["prog", "+experiment=x", "threads=1"], env)
@@ -183,3 +184,18 @@ def test_threads_on_the_command_line_size_the_blas_pool_too():
         check=True,
     )
     assert loaded.stdout.strip() == "False"
+    # and the evaluator's command line does the same, before it loads anything heavy
+    script = (
+        "import os, runpy, sys\n"
+        "sys.argv = ['evaluate', 'ckpt=/nonexistent/last.ckpt', 'threads=1']\n"
+        "try:\n"
+        "    runpy.run_module('shortsci_bench.evaluate', run_name='__main__')\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(os.environ.get('OPENBLAS_NUM_THREADS'))\n"
+    )
+    clean = {k: v for k, v in os.environ.items() if k not in BLAS_VARS}
+    evaluated = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, env=clean
+    )
+    assert evaluated.stdout.strip().splitlines()[-1] == "1", evaluated.stderr
