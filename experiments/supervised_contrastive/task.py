@@ -26,6 +26,7 @@ from torch import nn
 
 from experiments.supervised_contrastive.model import supcon_loss
 from shortsci_bench.tasks.base import HarnessTask
+from shortsci_bench.tasks.classification import EvalAccuracy
 
 LOSSES = ("ce", "supcon_out", "supcon_in")
 
@@ -72,7 +73,7 @@ class SupConTask(HarnessTask):
                 f"classifier within trainer.max_steps={total_steps}"
             )
         self.linear_lr = float(linear_lr)
-        self._correct = self._count = self._loss_sum = None
+        self._eval: EvalAccuracy | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
@@ -117,22 +118,11 @@ class SupConTask(HarnessTask):
         return self.check_finite(loss)
 
     def on_validation_epoch_start(self) -> None:
-        self._correct = torch.zeros((), device=self.device)
-        self._count = torch.zeros((), device=self.device)
-        self._loss_sum = torch.zeros((), device=self.device)
+        self._eval = EvalAccuracy(self.device)
 
     def validation_step(self, batch, batch_idx):
         x, y = batch
-        logits = self.model(x)
-        self._loss_sum += F.cross_entropy(logits, y, reduction="sum")
-        self._correct += (logits.argmax(-1) == y).sum()
-        self._count += y.numel()
+        self._eval.add(self.model(x), y)
 
     def on_validation_epoch_end(self) -> None:
-        reduce = self.trainer.strategy.reduce
-        correct, count, loss_sum = (
-            reduce(t, reduce_op="sum") for t in (self._correct, self._count, self._loss_sum)
-        )
-        acc = float(correct / count)
-        metrics = {"test/acc": acc, "test/err": 1.0 - acc, "test/loss": float(loss_sum / count)}
-        self.record_eval(metrics)
+        self.record_eval(self._eval.metrics(self.trainer.strategy.reduce, "test"))

@@ -16,6 +16,31 @@ from torch import nn
 from shortsci_bench.tasks.base import HarnessTask
 
 
+class EvalAccuracy:
+    """Correct predictions, count and summed cross-entropy over one evaluation pass, summed
+    across processes at the end: the one accumulation for every classifier's evaluation."""
+
+    def __init__(self, device: torch.device | str):
+        self.correct, self.count, self.loss_sum = (torch.zeros((), device=device) for _ in range(3))
+
+    def add(self, logits: torch.Tensor, y: torch.Tensor) -> None:
+        self.loss_sum += F.cross_entropy(logits, y, reduction="sum")
+        self.correct += (logits.argmax(-1) == y).sum()
+        self.count += y.numel()
+
+    def metrics(self, reduce, prefix: str) -> dict[str, float]:
+        """`{prefix}/acc`, `/err`, `/loss`; `reduce` is the strategy's (sums over processes)."""
+        correct, count, loss_sum = (
+            reduce(t, reduce_op="sum") for t in (self.correct, self.count, self.loss_sum)
+        )
+        acc = (correct / count).item()
+        return {
+            f"{prefix}/acc": acc,
+            f"{prefix}/err": 1.0 - acc,
+            f"{prefix}/loss": (loss_sum / count).item(),
+        }
+
+
 class ClassificationTask(HarnessTask):
     def __init__(
         self,
@@ -30,7 +55,7 @@ class ClassificationTask(HarnessTask):
         self.model = model
         self.eval_prefix = eval_prefix
         self.probe = dict(probe) if probe else None
-        self._correct = self._count = self._loss_sum = None
+        self._eval: EvalAccuracy | None = None
         self._probe_x: torch.Tensor | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -56,27 +81,16 @@ class ClassificationTask(HarnessTask):
         return self.check_finite(self.seed_loss(batch))
 
     def on_validation_epoch_start(self) -> None:
-        self._correct = torch.zeros((), device=self.device)
-        self._count = torch.zeros((), device=self.device)
-        self._loss_sum = torch.zeros((), device=self.device)
+        self._eval = EvalAccuracy(self.device)
 
     def validation_step(self, batch, batch_idx):
         x, y = batch
         if self.probe is not None and self._probe_x is None and batch_idx == 0:
             self._probe_x = x[: int(self.probe.get("batch", 1000))].clone()
-        logits = self.model(x)
-        self._loss_sum += F.cross_entropy(logits, y, reduction="sum")
-        self._correct += (logits.argmax(-1) == y).sum()
-        self._count += y.numel()
+        self._eval.add(self.model(x), y)
 
     def on_validation_epoch_end(self) -> None:
-        reduce = self.trainer.strategy.reduce
-        correct, count, loss_sum = (
-            reduce(t, reduce_op="sum") for t in (self._correct, self._count, self._loss_sum)
-        )
-        acc = (correct / count).item()
-        p = self.eval_prefix
-        metrics = {f"{p}/acc": acc, f"{p}/err": 1.0 - acc, f"{p}/loss": (loss_sum / count).item()}
+        metrics = self._eval.metrics(self.trainer.strategy.reduce, self.eval_prefix)
         if self.probe is not None and self._probe_x is not None:
             metrics.update(self.probe_percentiles())
         self.record_eval(metrics)
