@@ -184,10 +184,11 @@ def test_threads_on_the_command_line_size_the_blas_pool_too():
         check=True,
     )
     assert loaded.stdout.strip() == "False"
-    # and the evaluator's command line does the same, before it loads anything heavy
+    # and the evaluator's command line does the same, before it loads anything heavy (no
+    # checkpoint given: it stops at its argument check, after reading threads=)
     script = (
         "import os, runpy, sys\n"
-        "sys.argv = ['evaluate', 'ckpt=/nonexistent/last.ckpt', 'threads=1']\n"
+        "sys.argv = ['evaluate', 'threads=1']\n"
         "try:\n"
         "    runpy.run_module('shortsci_bench.evaluate', run_name='__main__')\n"
         "except SystemExit:\n"

@@ -116,6 +116,7 @@ def test_wgan_critic_weights_stay_clipped_and_the_gan_is_not_clipped():
         assert inside, arm
 
 
+@pytest.mark.slow  # two subprocess runs; GANTask's resume stays in make test through infogan's
 def test_a_killed_gan_run_resumes_bit_identically(tmp_path):
     """SIGKILL after step 12 (last checkpoint at step 10), then the same command: the record
     equals an uninterrupted run's, history and metrics (time aside)."""
