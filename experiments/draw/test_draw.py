@@ -53,6 +53,25 @@ def test_filterbank_centre_stride_and_intensity():
     )
 
 
+def test_initial_read_grid_spans_the_image():
+    """At initialisation (all five parameters near 0) the grid spans the image, as section 3.2
+    intends ("the initial patch ... roughly covers the whole input image"): on 28 x 28 a 2x2
+    grid has stride 27 and its filters sit on pixels 1 and 28, so with sigma^2 = 1 a 2x2 read
+    of a digit whose 4-pixel border is blank (MNIST's) sees almost nothing; an odd grid (3x3,
+    5x5) has a filter on the centre. This is why the quick tier reads 5x5 (see the yaml)."""
+    params = torch.zeros(1, 5, dtype=torch.float64)
+    img = torch.zeros(1, 28, 28, dtype=torch.float64)
+    img[0, 4:24, 4:24] = 1.0  # ink everywhere inside the 4-pixel border
+    fx2, fy2, g2 = filterbank(params, n=2, height=28, width=28)
+    assert fx2[0].argmax(-1).tolist() == [0, 27]  # pixels 1 and 28
+    assert read_glimpse(img, fx2, fy2, g2).max().item() < 1e-3
+    fx5, fy5, g5 = filterbank(params, n=5, height=28, width=28)
+    # centres 1, 7.75, 14.5, 21.25, 28: pixels 1, 8, 14 or 15, 21, 28
+    assert fx5[0].argmax(-1).tolist() in ([0, 7, 13, 20, 27], [0, 7, 14, 20, 27])  # 0-based
+    glimpse5 = read_glimpse(img, fx5, fy5, g5)[0]
+    assert glimpse5[2, 2].item() > 0.99 and glimpse5[0, 0].item() < 1e-3
+
+
 @pytest.mark.parametrize("attention", [True, False])
 def test_bound_terms_and_iw_bound(attention):
     torch.manual_seed(0)
