@@ -19,7 +19,8 @@ MNIST, as in the official code (openai/improved-gan `train_mnist_feature_matchin
 Minibatch discrimination (section 3.2; `MinibatchDiscrimination`, off unless
 `minibatch_kernels > 0`): the official `nn.MinibatchLayer` (in the MNIST script of the time,
 `train_mnist_minibatch.py`, named `MMDLayer`) between D's last hidden layer and its output
-layer: 100 kernels of 5 dimensions, theta ~ N(0, 0.1^2) (the MNIST version; 0.05 in the
+layer (o(x) from that layer's features before its Gaussian noise, the output layer reading
+the noisy features and o(x)): 100 kernels of 5 dimensions, theta ~ N(0, 0.1^2) (the MNIST version; 0.05 in the
 later CIFAR/SVHN one), weight-normalised with a trainable log scale, bias -1, both reset by the
 data-dependent initialisation.
 
@@ -105,6 +106,10 @@ class MinibatchDiscrimination(nn.Module):
         return d + 1e6 * eye.unsqueeze(1)
 
     def forward(self, f: torch.Tensor, init: bool = False) -> torch.Tensor:
+        return torch.cat([f, self.closeness(f, init=init)], 1)
+
+    def closeness(self, f: torch.Tensor, init: bool = False) -> torch.Tensor:
+        """o(x_i) in R^B, bias included."""
         d = self.distances(f)
         if init:
             with torch.no_grad():
@@ -119,7 +124,7 @@ class MinibatchDiscrimination(nn.Module):
                 self.b.copy_(-mean)
         else:
             o = o + self.b
-        return torch.cat([f, o], 1)
+        return o
 
 
 class Discriminator(nn.Module):
@@ -141,8 +146,8 @@ class Discriminator(nn.Module):
         super().__init__()
         sizes = [n_in, *hidden]
         self.hidden = nn.ModuleList(WNDense(a, b) for a, b in zip(sizes, sizes[1:]))
-        # minibatch discrimination between the last hidden layer (after its noise) and the
-        # output layer, where the official script puts it (after the last feature layer)
+        # minibatch discrimination between the last hidden layer and the output layer, where
+        # the official script puts it (after the last feature layer)
         self.minibatch = (
             MinibatchDiscrimination(
                 sizes[-1], minibatch_kernels, minibatch_kernel_dim, minibatch_init_std
@@ -164,7 +169,10 @@ class Discriminator(nn.Module):
             features = layer(h, init=init)
             h = self._noise(features, self.hidden_noise)
         if self.minibatch is not None:
-            h = self.minibatch(h, init=init)
+            # o(x) from the last hidden layer's features before their Gaussian noise: in the
+            # official D no noise stands right before the minibatch layer, and noise of
+            # std 0.5 on its input would make identical samples look different
+            h = torch.cat([h, self.minibatch.closeness(features, init=init)], 1)
         return self.out(h, init=init), features
 
 
