@@ -16,6 +16,14 @@ MNIST, as in the official code (openai/improved-gan `train_mnist_feature_matchin
   per-unit weight-norm scale (`nn.l2normalize`), bias, sigmoid (pixels in [0, 1]). Lasagne's
   default Glorot-uniform weights.
 
+Minibatch discrimination (section 3.2; `MinibatchDiscrimination`, off unless
+`minibatch_kernels > 0`): the official `nn.MinibatchLayer` (in the MNIST script of the time,
+`train_mnist_minibatch.py`, named `MMDLayer`) between D's last hidden layer and its output
+layer (o(x) from that layer's features before its Gaussian noise, the output layer reading
+the noisy features and o(x)): 100 kernels of 5 dimensions, theta ~ N(0, 0.1^2) (the MNIST version; 0.05 in the
+later CIFAR/SVHN one), weight-normalised with a trainable log scale, bias -1, both reset by the
+data-dependent initialisation.
+
 Noise in D is drawn from torch's global generator, which the harness checkpoints, so a
 resumed run draws the same noise.
 """
@@ -61,6 +69,64 @@ class WNDense(nn.Module):
         return F.relu(a) if self.relu else a
 
 
+class MinibatchDiscrimination(nn.Module):
+    """Minibatch discrimination, Salimans et al. (2016) section 3.2.
+
+    The features f(x_i) in R^A of each example in the batch are multiplied by a tensor
+    T in R^{A x B x C} into M_i in R^{B x C}; for each of the B kernels the closeness of two
+    examples is c_b(x_i, x_j) = exp(-||M_{i,b} - M_{j,b}||_L1), and o(x_i)_b =
+    sum_{j != i} c_b(x_i, x_j) + bias_b. The output is [f(x_i), o(x_i)] (A + B wide), what the
+    next layer reads.
+
+    As the official `nn.MinibatchLayer`: the sum leaves out j = i (the official adds 1e6 to the
+    diagonal of the distances, so exp(-d_ii) = 0; the paper's formula sums over all j, which
+    only adds 1 to every o(x_i)_b); T = theta * exp(log_scale) / ||theta|| (the norm over the A
+    inputs, per (b, c)); `forward(..., init=True)` rescales each kernel so that the mean
+    over the batch of each example's smallest distance to another example is 2, and sets the
+    bias to minus the batch mean of o, so o starts centred.
+    """
+
+    def __init__(self, n_in: int, kernels: int = 100, kernel_dim: int = 5, init_std: float = 0.1):
+        super().__init__()
+        self.kernels, self.kernel_dim = int(kernels), int(kernel_dim)
+        self.theta = nn.Parameter(torch.randn(n_in, self.kernels, self.kernel_dim) * init_std)
+        self.log_scale = nn.Parameter(torch.zeros(self.kernels, self.kernel_dim))
+        self.b = nn.Parameter(torch.full((self.kernels,), -1.0))
+
+    def tensor(self) -> torch.Tensor:
+        """T in R^{A x B x C}."""
+        return self.theta * (self.log_scale.exp() / self.theta.pow(2).sum(0).sqrt())
+
+    def distances(self, f: torch.Tensor) -> torch.Tensor:
+        """(n, B, n): ||M_{i,b} - M_{j,b}||_L1, with the diagonal (j = i) made huge."""
+        m = torch.einsum("na,abc->bnc", f, self.tensor())  # M, kernel-major: (B, n, C)
+        # L1 distances kernel by kernel: (B, n, n) memory, not the (n, B, C, n) of a broadcast
+        d = torch.cdist(m, m, p=1).permute(1, 0, 2)  # (i, b, j)
+        eye = torch.eye(len(f), dtype=f.dtype, device=f.device)
+        return d + 1e6 * eye.unsqueeze(1)
+
+    def forward(self, f: torch.Tensor, init: bool = False) -> torch.Tensor:
+        return torch.cat([f, self.closeness(f, init=init)], 1)
+
+    def closeness(self, f: torch.Tensor, init: bool = False) -> torch.Tensor:
+        """o(x_i) in R^B, bias included."""
+        d = self.distances(f)
+        if init:
+            with torch.no_grad():
+                half_min = 0.5 * d.min(2).values.mean(0)  # per kernel
+                d = d / half_min.view(1, -1, 1)
+                self.log_scale.sub_(half_min.log().unsqueeze(1))
+        o = torch.exp(-d).sum(2)
+        if init:
+            with torch.no_grad():
+                mean = o.mean(0)
+                o = o - mean
+                self.b.copy_(-mean)
+        else:
+            o = o + self.b
+        return o
+
+
 class Discriminator(nn.Module):
     """K-class classifier whose logits also make the real/fake discriminator (K+1 classes,
     the generated class's logit fixed at 0). `forward` returns (logits, features of the last
@@ -73,11 +139,24 @@ class Discriminator(nn.Module):
         n_in: int = 784,
         input_noise: float = 0.3,
         hidden_noise: float = 0.5,
+        minibatch_kernels: int = 0,
+        minibatch_kernel_dim: int = 5,
+        minibatch_init_std: float = 0.1,
     ):
         super().__init__()
         sizes = [n_in, *hidden]
         self.hidden = nn.ModuleList(WNDense(a, b) for a, b in zip(sizes, sizes[1:]))
-        self.out = WNDense(sizes[-1], n_classes, relu=False, train_scale=True)
+        # minibatch discrimination between the last hidden layer and the output layer, where
+        # the official script puts it (after the last feature layer)
+        self.minibatch = (
+            MinibatchDiscrimination(
+                sizes[-1], minibatch_kernels, minibatch_kernel_dim, minibatch_init_std
+            )
+            if minibatch_kernels > 0
+            else None
+        )
+        n_out_in = sizes[-1] + max(int(minibatch_kernels), 0)
+        self.out = WNDense(n_out_in, n_classes, relu=False, train_scale=True)
         self.input_noise, self.hidden_noise = float(input_noise), float(hidden_noise)
 
     def _noise(self, h: torch.Tensor, std: float) -> torch.Tensor:
@@ -89,6 +168,11 @@ class Discriminator(nn.Module):
         for layer in self.hidden:
             features = layer(h, init=init)
             h = self._noise(features, self.hidden_noise)
+        if self.minibatch is not None:
+            # o(x) from the last hidden layer's features before their Gaussian noise: in the
+            # official D no noise stands right before the minibatch layer, and noise of
+            # std 0.5 on its input would make identical samples look different
+            h = torch.cat([h, self.minibatch.closeness(features, init=init)], 1)
         return self.out(h, init=init), features
 
 
@@ -126,8 +210,20 @@ class ImprovedGAN(nn.Module):
         n_classes: int = 10,
         input_noise: float = 0.3,
         hidden_noise: float = 0.5,
+        minibatch_kernels: int = 0,
+        minibatch_kernel_dim: int = 5,
+        minibatch_init_std: float = 0.1,
     ):
         super().__init__()
         self.z_dim, self.n_classes = int(z_dim), int(n_classes)
         self.generator = Generator(z_dim, g_hidden)
-        self.critic = Discriminator(tuple(d_hidden), n_classes, 784, input_noise, hidden_noise)
+        self.critic = Discriminator(
+            tuple(d_hidden),
+            n_classes,
+            784,
+            input_noise,
+            hidden_noise,
+            minibatch_kernels,
+            minibatch_kernel_dim,
+            minibatch_init_std,
+        )

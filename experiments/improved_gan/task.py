@@ -10,8 +10,13 @@ logit fixed at 0, so D(x) = P(real | x) = Z(x) / (Z(x) + 1), Z(x) = sum_k exp l_
 - unsupervised (`unsupervised_loss`): 0.5 E_unl[-log D(x)] + 0.5 E_fake[-log(1 - D(G(z)))]
   = 0.5 E[-lse + softplus(lse)] on unlabelled data + 0.5 E[softplus(lse)] on samples;
 - D minimises supervised + `unlabeled_weight` * unsupervised (1 in the paper);
-- G (feature matching, the paper's section 3.1): the mean squared difference between the
-  mean features of D's last hidden layer on samples and on another unlabelled batch.
+- G (`generator_loss`): `feature_matching` (the paper's section 3.1): the mean squared
+  difference between the mean features of D's last hidden layer on samples and on another
+  unlabelled batch; or `minimax`, the loss the official minibatch-discrimination scripts
+  give G (`loss_gen = -T.mean(T.nnet.softplus(l_gen))`): minimise E log(1 - D(G(z))) =
+  -E softplus(logsumexp l(G(z))), the original minimax GAN loss (not the non-saturating one);
+- `g_steps` G updates after each D update (the official minibatch scripts: 3), each on
+  fresh noise.
 
 `unlabeled_weight: 0` is the supervised-only baseline: D trained on the labelled batch alone
 (same network, noise, optimizer and labels), G not trained.
@@ -19,7 +24,16 @@ logit fixed at 0, so D(x) = P(real | x) = Z(x) / (Z(x) + 1), Z(x) = sum_k exp l_
 Evaluation: the test error of D with Polyak-averaged weights (official: avg <- avg +
 `polyak_rate` (p - avg) after each D update, from zeros; noise off): `test/errors` (out of
 the evaluation set, 10,000 test digits), `test/error` (fraction), and `test/error_raw` with
-the current weights.
+the current weights. With minibatch discrimination D's output for a digit depends on the
+other digits of its batch, so the test set then goes through D in batches of `eval_batch`
+(the official test loop: batches of 100); without it, in one pass.
+
+Sample quality (`quality`; semi-supervised arms only, where G is trained): `n_eval` samples from the pinned
+evaluation noise (G in eval mode: batch norm with its running statistics) scored against the
+first `n_eval` evaluation digits by the pinned MNIST evaluator
+(the config's `shortsci_bench.eval.mnist_evaluator.MNISTSampleQuality`: `quality/fid`,
+`quality/inception_score` and the label histogram). It draws nothing from the training
+streams, so it leaves the training, and the test errors, as they were without it.
 """
 
 from __future__ import annotations
@@ -29,7 +43,9 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from shortsci_bench.data.batches import seeded_generator
-from shortsci_bench.tasks.gan import GANTask
+from shortsci_bench.tasks.gan import EVAL_NOISE_SEED, GANTask
+
+GENERATOR_LOSSES = ("feature_matching", "minimax")
 
 
 def unsupervised_loss(logits_unl: torch.Tensor, logits_fake: torch.Tensor) -> torch.Tensor:
@@ -47,6 +63,9 @@ class SemiSupervisedGANTask(GANTask):
         *args,
         unlabeled_weight: float = 1.0,
         polyak_rate: float = 1e-4,
+        generator_loss: str = "feature_matching",
+        g_steps: int = 1,
+        eval_batch: int | None = None,
         **kwargs,
     ):
         kwargs.setdefault("loss", "minimax")
@@ -54,8 +73,18 @@ class SemiSupervisedGANTask(GANTask):
         kwargs.setdefault("clip", None)
         super().__init__(*args, **kwargs)
         if self.n_critic != 1 or self.clip is not None:
-            raise ValueError("semi-supervised GAN: one D update per G update, no clipping")
+            raise ValueError("semi-supervised GAN: one D update per step, no clipping")
+        if generator_loss not in GENERATOR_LOSSES:
+            raise ValueError(f"generator_loss {generator_loss!r}: choose one of {GENERATOR_LOSSES}")
+        if g_steps < 1:
+            raise ValueError(f"g_steps {g_steps}: at least one G update per step")
         self.unlabeled_weight, self.polyak_rate = float(unlabeled_weight), float(polyak_rate)
+        self.generator_loss, self.g_steps = generator_loss, int(g_steps)
+        self.eval_batch = None if eval_batch is None else int(eval_batch)
+        if self.model.critic.minibatch is not None and self.eval_batch is None:
+            raise ValueError(
+                "minibatch discrimination: set eval_batch (D sees the test set in batches)"
+            )
         # Polyak averages of D's trainable parameters, from zeros as the official code; buffers,
         # so checkpoints carry them
         self._avg_names = [n for n, _ in self.model.critic.named_parameters()]
@@ -101,8 +130,11 @@ class SemiSupervisedGANTask(GANTask):
         return loss_lab + self.unlabeled_weight * loss_unl, loss_lab.detach()
 
     def g_loss(self, x_unl2, z) -> torch.Tensor:
-        """Feature matching on D's last hidden layer (official `layers[-3]`)."""
-        _, f_fake = self.model.critic(self.model.generator(z))
+        """Feature matching on D's last hidden layer (official `layers[-3]`), or the minimax
+        loss E log(1 - D(G(z))) = -E softplus(logsumexp l) (the official minibatch scripts)."""
+        logits_fake, f_fake = self.model.critic(self.model.generator(z))
+        if self.generator_loss == "minimax":
+            return -F.softplus(torch.logsumexp(logits_fake, 1)).mean()
         with torch.no_grad():
             _, f_real = self.model.critic(x_unl2)
         return (f_fake.mean(0) - f_real.mean(0)).pow(2).mean()
@@ -111,7 +143,7 @@ class SemiSupervisedGANTask(GANTask):
         x_lab, y_lab, x_unl, x_unl2 = batch
         g = seeded_generator(self.noise_seed, self.global_step)
         z_d = self.noise(len(x_unl), g)
-        z_g = self.noise(len(x_unl2), g)
+        z_gs = [self.noise(len(x_unl2), g) for _ in range(self.g_steps)]
         opt_d, opt_g = self.optimizers()
         logged: list[torch.Tensor] = []
 
@@ -122,7 +154,7 @@ class SemiSupervisedGANTask(GANTask):
 
         pairs = [(opt_d, d_step)]
         if self.semi_supervised:
-            pairs.append((opt_g, lambda: self.g_loss(x_unl2, z_g)))
+            pairs += [(opt_g, lambda z=z: self.g_loss(x_unl2, z)) for z in z_gs]
         self.step_optimizers(*pairs)
         self.update_polyak()
         # the loss window and the non-finite check follow the supervised loss, which both
@@ -145,14 +177,27 @@ class SemiSupervisedGANTask(GANTask):
         critic = self.model.critic
         was = critic.training
         critic.eval()  # no noise at test time (official deterministic=True)
-        avg = functional_call(critic, self.averaged_params(), (x,))[0]
-        raw = critic(x)[0]
+        chunks = x.split(self.eval_batch) if self.eval_batch else (x,)
+        avg = torch.cat([functional_call(critic, self.averaged_params(), (c,))[0] for c in chunks])
+        raw = torch.cat([critic(c)[0] for c in chunks])
         critic.train(was)
         errors = int((avg.argmax(1) != y).sum())
-        self.record_eval(
-            {
-                "test/errors": float(errors),
-                "test/error": errors / len(y),
-                "test/error_raw": float((raw.argmax(1) != y).float().mean()),
-            }
-        )
+        metrics = {
+            "test/errors": float(errors),
+            "test/error": errors / len(y),
+            "test/error_raw": float((raw.argmax(1) != y).float().mean()),
+        }
+        if self.semi_supervised and self.quality is not None:
+            metrics.update(self.sample_quality(x[: self.n_eval]))
+        self.record_eval(metrics)
+
+    @torch.no_grad()
+    def sample_quality(self, real: torch.Tensor) -> dict[str, float]:
+        """G's samples from the pinned evaluation noise, scored against `real`."""
+        gen = self.model.generator
+        was = gen.training
+        gen.eval()
+        z = self.noise(len(real), torch.Generator().manual_seed(EVAL_NOISE_SEED))
+        fake = gen(z)
+        gen.train(was)
+        return self.quality(fake, real)

@@ -1,7 +1,10 @@
 """improvedgan_mnist: the pinned balanced label subsets (and their checksum in every record),
 the K+1-class unsupervised loss against a hand computation, the weight-norm layers'
-data-dependent initialisation, the semi-supervised batch stream, smoke runs of both arms
-(the supervised arm never touches G) and a killed run that resumes bit for bit."""
+data-dependent initialisation, the minibatch-discrimination layer against a hand computation
+(and its dependence on the rest of the batch, and its initialisation), the semi-supervised
+batch stream, smoke runs of the arms (the supervised arm never touches G; the minibatch arm
+steps G three times with the minimax loss and scores its samples) and a killed run that
+resumes bit for bit."""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ import pytest
 import torch
 
 from experiments.improved_gan.data import SemiSupervisedSteps, balanced_subset, subset_checksum
-from experiments.improved_gan.model import ImprovedGAN, WNDense
+from experiments.improved_gan.model import ImprovedGAN, MinibatchDiscrimination, WNDense
 from experiments.improved_gan.task import unsupervised_loss
 from tests.conftest import assert_resumes_exactly, compose_cfg, mnist_available, run_cfg
 
@@ -93,6 +96,81 @@ def test_weight_norm_layer_and_its_data_dependent_init():
     assert x.shape == (4, 784) and 0 <= float(x.min()) and float(x.max()) <= 1
 
 
+def tiny_minibatch_layer(bias=(-1.0, 0.5)) -> MinibatchDiscrimination:
+    """A = 2 inputs, B = 2 kernels of C = 2 dims, T set by hand: theta's columns have unit
+    norm and the log scale is 0, so T = theta."""
+    layer = MinibatchDiscrimination(2, kernels=2, kernel_dim=2)
+    with torch.no_grad():
+        layer.theta.copy_(
+            torch.tensor([[[1.0, 0.0], [0.6, 0.8]], [[0.0, 1.0], [0.8, -0.6]]])
+        )  # theta[a, b, c]: kernel 0 is the identity, kernel 1 a rotation-reflection
+        layer.log_scale.zero_()
+        layer.b.copy_(torch.tensor(bias))
+    return layer
+
+
+def test_minibatch_discrimination_matches_a_hand_computation():
+    """f = (1,0), (0,1), (1,1). Kernel 0: M = f, L1 distances d12 = 2, d13 = 1, d23 = 1.
+    Kernel 1: M = (0.6, 0.8), (0.8, -0.6), (1.4, 0.2): d12 = 1.6, d13 = 1.4, d23 = 1.4.
+    o(x_i)_b = sum over j != i of exp(-d_ij) (as the official layer), plus the bias."""
+    layer = tiny_minibatch_layer()
+    f = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    assert torch.allclose(layer.tensor(), layer.theta)
+    e = math.exp
+    o = torch.tensor(
+        [
+            [e(-2) + e(-1), e(-1.6) + e(-1.4)],
+            [e(-2) + e(-1), e(-1.6) + e(-1.4)],
+            [e(-1) + e(-1), e(-1.4) + e(-1.4)],
+        ]
+    ) + torch.tensor([-1.0, 0.5])
+    out = layer(f)
+    assert out.shape == (3, 2 + 2)
+    assert torch.equal(out[:, :2], f)  # the features pass through, o(x) is concatenated
+    assert torch.allclose(out[:, 2:], o, atol=1e-6)
+    # the paper's sum over all j (including i, c_b(x_i, x_i) = 1) would be 1 larger
+    assert not torch.allclose(out[:, 2:], o + 1, atol=1e-3)
+    # a scale on a kernel scales its distances: log scale log 2 on kernel 0 doubles them
+    with torch.no_grad():
+        layer.log_scale[0].fill_(math.log(2.0))
+    assert float(layer(f)[0, 2].detach()) == pytest.approx(e(-4) + e(-2) - 1.0, abs=1e-6)
+
+
+def test_minibatch_features_depend_on_the_rest_of_the_batch():
+    layer = tiny_minibatch_layer(bias=(0.0, 0.0))
+    f = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    g = f.clone()
+    g[2] = torch.tensor([5.0, -3.0])  # only the third example changes
+    assert not torch.allclose(layer(f)[0, 2:], layer(g)[0, 2:])  # the first one's o moves
+    # n identical rows: every distance 0, every closeness 1: o = n - 1, the most it can be
+    same = torch.tensor([[0.3, -0.7]]).repeat(4, 1)
+    assert torch.allclose(layer(same)[:, 2:], torch.full((4, 2), 3.0))
+    torch.manual_seed(0)
+    mixed = torch.randn(4, 2)
+    assert float(layer(mixed)[:, 2:].max()) < 3.0
+
+
+def test_minibatch_layer_data_dependent_init():
+    """Official init: each kernel rescaled so the batch mean of each example's smallest
+    distance to another is 2, and the bias set to centre o over the batch."""
+    torch.manual_seed(0)
+    layer = MinibatchDiscrimination(30, kernels=7, kernel_dim=5)
+    f = torch.randn(64, 30) * 4
+    init_out = layer(f, init=True)
+    out = layer(f)
+    assert torch.allclose(out, init_out, atol=1e-5)  # init returns what the new weights give
+    assert torch.allclose(out[:, 30:].mean(0), torch.zeros(7), atol=1e-5)
+    d = layer.distances(f)
+    assert torch.allclose(d.min(2).values.mean(0), torch.full((7,), 2.0), atol=1e-4)
+    assert torch.allclose(d[torch.arange(64), :, torch.arange(64)], torch.full((64, 7), 1e6))
+    # in the network: after the last hidden layer (with its noise), before the output layer
+    m = ImprovedGAN(d_hidden=(16, 8), minibatch_kernels=6)
+    assert m.critic.minibatch.theta.shape == (8, 6, 5) and m.critic.out.theta.shape[0] == 8 + 6
+    logits, feats = m.critic(torch.rand(5, 784))
+    assert logits.shape == (5, 10) and feats.shape == (5, 8)  # features: the hidden layer's
+    assert ImprovedGAN().critic.minibatch is None  # off by default
+
+
 def test_semi_supervised_stream_reads_the_subset_and_whole_passes():
     x = torch.arange(600.0).unsqueeze(1)
     lab = torch.tensor([3, 50, 70, 99, 120, 300, 301, 450, 451, 599])
@@ -111,21 +189,28 @@ def test_semi_supervised_stream_reads_the_subset_and_whole_passes():
     assert all(torch.equal(a, b) for a, b in zip(s.batch(37), fresh.batch(37)))
 
 
-@pytest.mark.parametrize("arm", ["featmatch", "supervised"])
-def test_only_the_semi_supervised_arm_trains_g_and_reads_unlabelled_data(arm):
+STEPS = {"featmatch": ["D", "G"], "supervised": ["D"], "minibatch": ["D", "G", "G", "G"]}
+
+
+@pytest.mark.parametrize("arm", ["featmatch", "supervised", "minibatch"])
+def test_only_the_semi_supervised_arms_train_g_and_read_unlabelled_data(arm):
     """One training step with the optimizers recorded: the supervised arm steps D alone and
-    its loss ignores the unlabelled batch; the semi-supervised arm steps D then G."""
+    its loss ignores the unlabelled batch; feature matching steps D then G; the minibatch
+    arm D then G three times, each on other noise."""
     from shortsci_bench.run import build_task
 
     task = build_task(compose_cfg([*SMOKE, f"arm={arm}"]))
-    assert task.semi_supervised == (arm == "featmatch")
+    assert task.semi_supervised == (arm != "supervised")
+    assert (task.model.critic.minibatch is not None) == (arm == "minibatch")
     stepped = []
     task.optimizers = lambda: ("D", "G")
     task.step_optimizers = lambda *pairs: stepped.extend((o, float(f())) for o, f in pairs)
     torch.manual_seed(0)
     batch = (torch.rand(20, 784), torch.arange(20) % 10, torch.rand(20, 784), torch.rand(20, 784))
     task.training_step(batch, 0)
-    assert [o for o, _ in stepped] == (["D", "G"] if arm == "featmatch" else ["D"])
+    assert [o for o, _ in stepped] == STEPS[arm]
+    if arm == "minibatch":  # three G losses on three noise draws (G unchanged here)
+        assert len({v for o, v in stepped if o == "G"}) == 3
     z, other = torch.rand(20, 100), torch.rand(20, 784)
     torch.manual_seed(1)  # the same noise in D
     a = task.d_loss(batch[0], batch[1], batch[2], z)[0]
@@ -134,8 +219,26 @@ def test_only_the_semi_supervised_arm_trains_g_and_reads_unlabelled_data(arm):
     assert (float(a) == float(b)) == (arm == "supervised")
 
 
+def test_minimax_generator_loss_is_log_one_minus_d():
+    """The official minibatch scripts' G loss: E log(1 - D(G(z))), D = Z / (Z + 1)."""
+    from shortsci_bench.run import build_task
+
+    task = build_task(compose_cfg([*SMOKE, "arm=minibatch"]))
+    assert task.generator_loss == "minimax" and task.g_steps == 3 and task.eval_batch == 100
+    torch.manual_seed(0)
+    z = torch.rand(6, 100)
+    task.model.critic.eval()  # no noise: the same logits twice
+    with torch.no_grad():
+        logits, _ = task.model.critic(task.model.generator(z))
+        loss = task.g_loss(torch.rand(6, 784), z)
+    d = logits.exp().sum(1) / (1 + logits.exp().sum(1))
+    assert float(loss) == pytest.approx(float(torch.log(1 - d).mean()), rel=1e-5)
+    with pytest.raises(Exception, match="set eval_batch"):  # hydra wraps the ValueError
+        build_task(compose_cfg([*SMOKE, "arm=minibatch", "task.eval_batch=null"]))
+
+
 @needs_mnist
-@pytest.mark.parametrize("arm", ["featmatch", "supervised"])
+@pytest.mark.parametrize("arm", ["featmatch", "supervised", "minibatch"])
 def test_smoke_run_records_the_test_errors(tmp_path, arm):
     rec = run_cfg([*SMOKE, f"arm={arm}"], tmp_path)
     assert rec.status == "completed", rec.error
@@ -143,6 +246,10 @@ def test_smoke_run_records_the_test_errors(tmp_path, arm):
     m = rec.metrics
     assert m["test/errors"] == pytest.approx(m["test/error"] * 500)
     assert 0 <= m["test/error_raw"] <= 1
+    # G's samples are scored where G is trained
+    assert ("quality/inception_score" in m) == (arm != "supervised")
+    if arm != "supervised":
+        assert 1 <= m["quality/inception_score"] <= 10 and m["quality/fid"] > 0
 
 
 def test_polyak_average_follows_the_official_update():

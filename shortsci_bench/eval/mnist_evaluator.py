@@ -15,7 +15,10 @@ of quietly changing every published FID.
 `MNISTSampleQuality` turns it into the metrics a GAN task records at each evaluation:
 the Fréchet distance between its 64-d features of samples and of real test images
 (Heusel et al. 2017's FID formula on this network, not on Inception), and the histogram
-of the labels it gives the samples (entropy, digits covered, the most frequent digit's share).
+of the labels it gives the samples (entropy, digits covered, the most frequent digit's share),
+and an MNIST analogue of Salimans et al. (2016)'s Inception score, exp(E_x KL(p(y|x) || p(y)))
+with this network's class probabilities in place of Inception's (`inception_score`; from 1,
+samples it cannot tell apart, to 10, confident labels spread evenly over the digits).
 """
 
 from __future__ import annotations
@@ -118,6 +121,16 @@ def load_evaluator(path: Path = CHECKPOINT, sha256: str | None = None) -> Evalua
     return net.eval()
 
 
+def inception_score(probs: torch.Tensor) -> float:
+    """exp(E_x KL(p(y|x) || p(y))) (Salimans et al. 2016, section 4), p(y) the mean of the
+    rows of `probs` (n, K), each a class distribution p(y|x). One set, not the paper's mean
+    over 10 splits. 0 log 0 counts as 0."""
+    p = probs.double()
+    marginal = p.mean(0, keepdim=True)
+    terms = torch.where(p > 0, p * (p.log() - marginal.log()), torch.zeros_like(p))
+    return float(terms.sum(1).mean().exp())
+
+
 class MNISTSampleQuality:
     """Sample-quality metrics of MNIST-like samples (values in [0, 1], any shape with 784
     pixels per sample) against real images, on the pinned evaluator's features and labels."""
@@ -136,7 +149,8 @@ class MNISTSampleQuality:
             self._real_key, self._real_stats = key, feature_statistics(self.net.features(real))
         f_fake = self.net.features(fake)
         fid = frechet_distance(*feature_statistics(f_fake), *self._real_stats)
-        labels = self.net.out(f_fake).argmax(1)
+        logits = self.net.out(f_fake)
+        labels = logits.argmax(1)
         share = torch.bincount(labels, minlength=10).double() / len(labels)
         nz = share[share > 0]
         return {
@@ -144,6 +158,7 @@ class MNISTSampleQuality:
             "quality/label_entropy": float(-(nz * nz.log()).sum()),
             "quality/digits": float((share >= self.min_share / 10).sum()),
             "quality/top_digit_share": float(share.max()),
+            "quality/inception_score": inception_score(logits.softmax(1)),
         }
 
 
