@@ -13,8 +13,25 @@ Data: 8-bit pixels x are dequantized, y = (x + u) / 256 with u ~ U[0, 1), mapped
 logit space by p = a + (1 - 2a) y, l = logit(p) (section 4.1, alpha = 0.05), and the
 discrete NLL is bounded by -log p(y) + D log 256 nats (shortsci_bench.tasks.likelihood).
 
-Our simplifications: no batch normalisation and no weight normalisation in the s and t
-networks (the paper uses both); s = scale * tanh(raw s), a learned scale per channel.
+The s and t networks and the normalisations follow sections 3.7 and 4.1 (details the paper
+leaves open are taken from the authors' code, tensorflow/models research/real_nvp, marked
+[code]): "deep residual networks with batch normalization and weight normalization"
+(pre-activation blocks; convolutions weight-normalised, w = g v/|v|; batch norms without a
+gain [code]); s = scale * tanh(raw s) (a learned scale per channel; the code has one per
+coupling); batch normalisation of each coupling layer's output (3.7), here, as in the code,
+of the transformed values, per channel (the code's statistics also count the masked zeros of
+a checkerboard; ours, the transformed sites only), with log-det -1/2 sum log(var + eps): in
+training the batch's statistics (gradients flow through them, as in the code), running
+averages (momentum 0.1, eps 1e-4 [code]) in evaluation and in the inverse, where the norm is
+a fixed affine map, so log-density, inverse and sampling are exact in eval mode; and L2
+regularisation of the weight scale parameters with coefficient 5e-5 (4.1; the code's
+l2_coeff, on the weight-norm magnitudes and the tanh scales; RealNVPTask adds it). Not
+built: the appendix-E variant of batch norm (a running average over recent minibatches in
+training), which the paper says it uses but the released code leaves off by default (bn_lag
+= 0), and the code's extras the paper does not describe (an input batch norm and
+concatenated ReLU on the conditioner, 1x1 skip connections from every block, doubling
+features after each squeeze).
+`batch_norm=False, weight_norm=False` gives the plain flow of plain convolutions.
 """
 
 from __future__ import annotations
@@ -51,53 +68,140 @@ def unsqueeze(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(n, c // 4, h * 2, w * 2)
 
 
-class ResNet(nn.Module):
-    """The s and t network: 3x3 conv in -> F, `blocks` residual blocks (ReLU, conv, ReLU,
-    conv), ReLU, 3x3 conv F -> 2 x out (s and t). The last layer starts at zero, so each
-    coupling starts as the identity."""
+class BatchNorm(nn.Module):
+    """Per-channel batch normalisation of (N, C, H, W) maps without a learned gain (the
+    authors' code has none; a weight-normalised layer or the flow sets the scale), with an
+    optional learned shift. Training: the batch's mean and (biased) variance over examples
+    and the sites `where` is 1 (all sites if None), and running averages updated with
+    `momentum` (the code's decay 0.1); eval: the running averages. `momentum=1` makes the
+    running statistics those of the last training batch (used by the tests)."""
 
-    def __init__(self, in_ch: int, out_ch: int, features: int, blocks: int):
+    def __init__(self, channels: int, momentum: float = 0.1, eps: float = 1e-4,
+                 shift: bool = True):  # fmt: skip
         super().__init__()
-        self.inp = nn.Conv2d(in_ch, features, 3, padding=1)
+        self.momentum, self.eps = float(momentum), float(eps)
+        self.register_buffer("running_mean", torch.zeros(channels))
+        self.register_buffer("running_var", torch.ones(channels))
+        self.shift = nn.Parameter(torch.zeros(channels)) if shift else None
+
+    def stats(self, x: torch.Tensor, where: torch.Tensor | None = None):
+        """(mean, var + eps), each of shape (1, C, 1, 1)."""
+        if self.training:
+            w = torch.ones_like(x[:1, :1]) if where is None else where
+            count = len(x) * w.sum()
+            mean = (x * w).sum((0, 2, 3)) / count
+            var = (((x - mean.view(1, -1, 1, 1)) * w) ** 2).sum((0, 2, 3)) / count
+            with torch.no_grad():
+                self.running_mean.lerp_(mean.detach(), self.momentum)
+                self.running_var.lerp_(var.detach(), self.momentum)
+        else:
+            mean, var = self.running_mean, self.running_var
+        return mean.view(1, -1, 1, 1), var.view(1, -1, 1, 1) + self.eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean, var = self.stats(x)
+        y = (x - mean) * torch.rsqrt(var)
+        return y if self.shift is None else y + self.shift.view(1, -1, 1, 1)
+
+
+class WNConv2d(nn.Module):
+    """A 'same' convolution with weight normalisation (Salimans & Kingma 2016): each output
+    filter is w = g v / |v|. `magnitude=False` drops g (|w| = 1) where a batch norm follows,
+    which would undo any scale; `zero=True` starts g (and the bias) at 0, so the layer starts
+    as the zero map. g starts at |v| otherwise: PyTorch's default convolution at init."""
+
+    def __init__(self, cin: int, cout: int, k: int = 3, magnitude: bool = True,
+                 bias: bool = True, zero: bool = False):  # fmt: skip
+        super().__init__()
+        self.v = nn.Parameter(nn.Conv2d(cin, cout, k).weight.detach().clone())
+        norm = self.v.detach().flatten(1).norm(dim=1)
+        self.g = nn.Parameter(torch.zeros_like(norm) if zero else norm) if magnitude else None
+        self.bias = nn.Parameter(torch.zeros(cout)) if bias else None
+        self.padding = k // 2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.v / self.v.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+        if self.g is not None:
+            w = w * self.g.view(-1, 1, 1, 1)
+        return F.conv2d(x, w, self.bias, padding=self.padding)
+
+
+def _conv(cin, cout, weight_norm, magnitude=True, bias=True, zero=False) -> nn.Module:
+    if weight_norm:
+        return WNConv2d(cin, cout, 3, magnitude=magnitude, bias=bias, zero=zero)
+    conv = nn.Conv2d(cin, cout, 3, padding=1, bias=bias)
+    if zero:
+        nn.init.zeros_(conv.weight)
+        nn.init.zeros_(conv.bias)
+    return conv
+
+
+class ResNet(nn.Module):
+    """The s and t network (section 3.7: "deep residual networks with batch normalization and
+    weight normalization"): 3x3 conv in -> F, `blocks` pre-activation residual blocks
+    ([BN], ReLU, conv, [BN], ReLU, conv), [BN], ReLU, 3x3 conv F -> 2 x out (s and t); [BN]
+    only with `batch_norm`, weight-normalised convolutions with `weight_norm`. The last
+    layer starts at zero, so s = t = 0 at initialisation."""
+
+    def __init__(self, in_ch: int, out_ch: int, features: int, blocks: int,
+                 batch_norm: bool = False, weight_norm: bool = False,
+                 bn_momentum: float = 0.1, bn_eps: float = 1e-4):  # fmt: skip
+        super().__init__()
+
+        def norm() -> nn.Module:
+            return BatchNorm(features, bn_momentum, bn_eps) if batch_norm else nn.Identity()
+
+        wn, bn = weight_norm, batch_norm
+        self.inp = _conv(in_ch, features, wn)
         self.blocks = nn.ModuleList(
             nn.Sequential(
+                norm(),
                 nn.ReLU(),
-                nn.Conv2d(features, features, 3, padding=1),
+                _conv(features, features, wn, magnitude=not bn, bias=not bn),
+                norm(),
                 nn.ReLU(),
-                nn.Conv2d(features, features, 3, padding=1),
+                _conv(features, features, wn),
             )  # fmt: skip
             for _ in range(blocks)
         )
-        self.out = nn.Conv2d(features, 2 * out_ch, 3, padding=1)
-        nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
+        self.head = nn.Sequential(norm(), nn.ReLU())
+        self.out = _conv(features, 2 * out_ch, wn, zero=True)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         y = self.inp(x)
         for block in self.blocks:
             y = y + block(y)
-        s, t = self.out(F.relu(y)).chunk(2, dim=1)
+        s, t = self.out(self.head(y)).chunk(2, dim=1)
         return s, t
 
 
 class AffineCoupling(nn.Module):
     """One affine coupling. `kind="checkerboard"`: transform the sites where the mask is 0,
     conditioned on the others (the mask is an extra input channel); `kind="channel"`:
-    transform one half of the channels conditioned on the other (`parity` picks which)."""
+    transform one half of the channels conditioned on the other (`parity` picks which).
+    s = scale * tanh(raw s) with a learned scale per channel. With `batch_norm`, the
+    transformed values are then batch-normalised as a layer of the flow (section 3.7):
+    (y - mean) / sqrt(var + eps) per channel, log-det -1/2 log(var + eps) per transformed
+    value; batch statistics in training, running averages in eval and in the inverse."""
 
-    def __init__(self, channels: int, kind: str, parity: int, features: int, blocks: int):
+    def __init__(self, channels: int, kind: str, parity: int, features: int, blocks: int,
+                 batch_norm: bool = False, weight_norm: bool = False,
+                 bn_momentum: float = 0.1, bn_eps: float = 1e-4):  # fmt: skip
         super().__init__()
         self.kind, self.parity = kind, parity
+        net = dict(batch_norm=batch_norm, weight_norm=weight_norm, bn_momentum=bn_momentum,
+                   bn_eps=bn_eps)  # fmt: skip
         if kind == "checkerboard":
-            self.net = ResNet(channels + 1, channels, features, blocks)
+            self.net = ResNet(channels + 1, channels, features, blocks, **net)
             out = channels
         elif kind == "channel":
             half = channels // 2
-            self.net = ResNet(half, channels - half, features, blocks)
+            self.net = ResNet(half, channels - half, features, blocks, **net)
             out = channels - half
         else:
             raise ValueError(f"coupling kind {kind!r}: checkerboard or channel")
         self.scale = nn.Parameter(torch.ones(1, out, 1, 1))
+        self.norm = BatchNorm(out, bn_momentum, bn_eps, shift=False) if batch_norm else None
 
     def _st(self, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         s, t = self.net(cond)
@@ -111,26 +215,55 @@ class AffineCoupling(nn.Module):
     def _join(self, cond: torch.Tensor, moved: torch.Tensor) -> torch.Tensor:
         return torch.cat([cond, moved] if self.parity == 0 else [moved, cond], dim=1)
 
+    def _normalize(self, y: torch.Tensor, where: torch.Tensor | None):
+        """Batch norm of the transformed values (`where`: their sites; None: all)."""
+        if self.norm is None:
+            return y, y.new_zeros(len(y))
+        mean, var = self.norm.stats(y, where)
+        z = (y - mean) * torch.rsqrt(var)
+        sites = y.shape[2] * y.shape[3] if where is None else where.sum()
+        logdet = -0.5 * torch.log(var).sum() * sites
+        if where is not None:
+            z = where * z + (1 - where) * y
+        return z, logdet.expand(len(y))
+
+    def _denormalize(self, z: torch.Tensor, where: torch.Tensor | None) -> torch.Tensor:
+        if self.norm is None:
+            return z
+        mean = self.norm.running_mean.view(1, -1, 1, 1)
+        y = z * torch.sqrt(self.norm.running_var.view(1, -1, 1, 1) + self.norm.eps) + mean
+        return y if where is None else where * y + (1 - where) * z
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x -> (y, log|det dy/dx| per example)."""
         if self.kind == "checkerboard":
             b = checkerboard(x.shape[2], x.shape[3], self.parity, x.device).to(x.dtype)
             s, t = self._st(torch.cat([x * b, b.expand(len(x), 1, -1, -1)], dim=1))
             s, t = s * (1 - b), t * (1 - b)
-            return x * torch.exp(s) + t, s.flatten(1).sum(1)
+            y, ld = self._normalize(x * torch.exp(s) + t, 1 - b)
+            return y, s.flatten(1).sum(1) + ld
         cond, moved = self._split(x)
         s, t = self._st(cond)
-        return self._join(cond, moved * torch.exp(s) + t), s.flatten(1).sum(1)
+        moved, ld = self._normalize(moved * torch.exp(s) + t, None)
+        return self._join(cond, moved), s.flatten(1).sum(1) + ld
 
     def inverse(self, y: torch.Tensor) -> torch.Tensor:
+        """The inverse of the eval-mode map (running statistics), as in sampling."""
         if self.kind == "checkerboard":
             b = checkerboard(y.shape[2], y.shape[3], self.parity, y.device).to(y.dtype)
+            y = self._denormalize(y, 1 - b)
             s, t = self._st(torch.cat([y * b, b.expand(len(y), 1, -1, -1)], dim=1))
             s, t = s * (1 - b), t * (1 - b)
             return (y - t) * torch.exp(-s)
         cond, moved = self._split(y)
         s, t = self._st(cond)
-        return self._join(cond, (moved - t) * torch.exp(-s))
+        return self._join(cond, (self._denormalize(moved, None) - t) * torch.exp(-s))
+
+    def scale_parameters(self) -> list[nn.Parameter]:
+        """The parameters under the paper's L2 on weight scales (section 4.1): the weight-norm
+        magnitudes g, and the tanh scale (the authors' code includes both)."""
+        gs = [m.g for m in self.net.modules() if isinstance(m, WNConv2d) and m.g is not None]
+        return [self.scale, *gs]
 
 
 class RealNVP(nn.Module):
@@ -139,22 +272,27 @@ class RealNVP(nn.Module):
     discrete NLL bound in nats per image (dequantized with fresh noise each call)."""
 
     def __init__(self, shape: tuple[int, int, int] = (1, 28, 28), scales: int = 2,
-                 features: int = 64, blocks: int = 8, alpha: float = 0.05):  # fmt: skip
+                 features: int = 64, blocks: int = 8, alpha: float = 0.05,
+                 batch_norm: bool = True, weight_norm: bool = True,
+                 bn_momentum: float = 0.1, bn_eps: float = 1e-4):  # fmt: skip
         super().__init__()
         self.shape, self.alpha = tuple(shape), float(alpha)
         c, h, w = self.shape
         self.levels = nn.ModuleList()
+        norms = dict(batch_norm=batch_norm, weight_norm=weight_norm, bn_momentum=bn_momentum,
+                     bn_eps=bn_eps)  # fmt: skip
+
+        def coupling(ch: int, kind: str, i: int) -> AffineCoupling:
+            return AffineCoupling(ch, kind, i % 2, features, blocks, **norms)
+
         for k in range(scales):
             if k == scales - 1:
-                layers = [
-                    AffineCoupling(c, "checkerboard", i % 2, features, blocks) for i in range(4)
-                ]
-                self.levels.append(nn.ModuleList(layers))
+                self.levels.append(nn.ModuleList(coupling(c, "checkerboard", i) for i in range(4)))
                 break
             if h % 2 or w % 2:
                 raise ValueError(f"scale {k}: {h}x{w} cannot be squeezed; use fewer scales")
-            layers = [AffineCoupling(c, "checkerboard", i % 2, features, blocks) for i in range(3)]
-            layers += [AffineCoupling(4 * c, "channel", i % 2, features, blocks) for i in range(3)]
+            layers = [coupling(c, "checkerboard", i) for i in range(3)]
+            layers += [coupling(4 * c, "channel", i) for i in range(3)]
             self.levels.append(nn.ModuleList(layers))
             c, h, w = 2 * c, h // 2, w // 2  # after the squeeze, half of 4c is factored out
         self.dims = math.prod(self.shape)
@@ -232,7 +370,19 @@ class RealNVP(nn.Module):
         lerr = (logits_back - logits).abs().flatten(1).amax(1)
         return {"recon_err_max": err, "logit_recon_err_max": lerr}
 
+    def scale_penalty(self) -> torch.Tensor:
+        """Sum of squares of every coupling's scale parameters (the L2 term of section 4.1)."""
+        params = [p for layers in self.levels for layer in layers for p in layer.scale_parameters()]
+        return sum((p**2).sum() for p in params)
+
     @torch.no_grad()
     def sample(self, n: int, temperature: float = 1.0) -> torch.Tensor:
-        z = torch.randn(n, self.dims, device=self.levels[0][0].scale.device) * temperature
-        return self.from_logit(self.inverse(z)).clamp(0, 1) * 255.0
+        """Exact samples x = f^-1(z): in eval mode, so every batch norm is the fixed affine
+        map of its running statistics that the inverse undoes."""
+        was_training = self.training
+        self.eval()
+        try:
+            z = torch.randn(n, self.dims, device=self.levels[0][0].scale.device) * temperature
+            return self.from_logit(self.inverse(z)).clamp(0, 1) * 255.0
+        finally:
+            self.train(was_training)
