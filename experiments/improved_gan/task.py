@@ -46,7 +46,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from shortsci_bench.data.batches import seeded_generator
-from shortsci_bench.tasks.gan import EVAL_NOISE_SEED, GANTask
+from shortsci_bench.tasks.gan import GANTask
 
 GENERATOR_LOSSES = ("feature_matching", "minimax")
 
@@ -191,16 +191,6 @@ class SemiSupervisedGANTask(GANTask):
             "test/error_raw": float((raw.argmax(1) != y).float().mean()),
         }
         if self.semi_supervised and self.quality is not None:
-            metrics.update(self.sample_quality(x[: self.n_eval]))
+            real = x[: self.n_eval]
+            metrics.update(self.quality(self.pinned_samples(len(real)), real))
         self.record_eval(metrics)
-
-    @torch.no_grad()
-    def sample_quality(self, real: torch.Tensor) -> dict[str, float]:
-        """G's samples from the pinned evaluation noise, scored against `real`."""
-        gen = self.model.generator
-        was = gen.training
-        gen.eval()
-        z = self.noise(len(real), torch.Generator().manual_seed(EVAL_NOISE_SEED))
-        fake = gen(z)
-        gen.train(was)
-        return self.quality(fake, real)

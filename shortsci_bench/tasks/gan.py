@@ -161,13 +161,22 @@ class GANTask(HarnessTask):
         real = self.evaluation_tensors()[0][: self.n_eval]
         was_training = self.model.training
         self.model.eval()
-        z = self.noise(len(real), torch.Generator().manual_seed(EVAL_NOISE_SEED))
-        fake = self.model.generator(z)
+        fake = self.pinned_samples(len(real))
         metrics = {"critic/distance": self.distance_estimate(real, fake)}
         if self.quality is not None:
             metrics.update(self.quality(fake, real))
         self.model.train(was_training)
         self.record_eval(metrics)
+
+    @torch.no_grad()
+    def pinned_samples(self, n: int) -> torch.Tensor:
+        """G's samples from the pinned evaluation noise (the same at every evaluation, drawn
+        from its own generator, not the training streams), with the model in eval mode."""
+        was_training = self.model.training
+        self.model.eval()
+        fake = self.model.generator(self.noise(n, torch.Generator().manual_seed(EVAL_NOISE_SEED)))
+        self.model.train(was_training)
+        return fake
 
     def distance_estimate(self, real: torch.Tensor, fake: torch.Tensor) -> float:
         if self.loss == "wasserstein":
